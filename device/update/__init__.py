@@ -1,1 +1,8 @@
-"""Placeholder; filled in by its own module work."""
+"""Field updates: signed model packages, atomic install, self-test, rollback and recovery.
+
+A package (``NAME-VERSION.cadrpkg``) is a tar file holding one model bundle and a signed
+package manifest. :mod:`.package` verifies every member before anything is written under
+the install root, :mod:`.install` stages, self-tests and switches the ``current`` link, and
+:mod:`.journal` lets ``cadr-update recover`` finish or undo an install that a power cut
+interrupted. ``docs/updates.md`` describes the format, the flow and the exit codes.
+"""

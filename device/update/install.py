@@ -1,0 +1,488 @@
+"""The install, rollback and recovery flows of ``cadr-update``.
+
+Install: verify the package → reject a version that is not newer (unless downgrades are
+allowed) → check app compatibility → extract into a staging directory and verify the
+bundle with :func:`cadr_device.bundle.load_bundle` → move it to ``bundles/NAME-VERSION``
+→ run the golden self-test in a subprocess with the app's runtime → switch ``current`` →
+restart the device service and wait until it is ready → on failure switch back. The
+journal records each step first, so :meth:`Updater.recover` can undo a half-done install
+after a power cut: anything short of ``committed`` returns to the old bundle.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import cadr_device
+from cadr_device.bundle import load_bundle
+from cadr_device.errors import BundleError
+from cadr_device.signing import Keyring
+from cadr_device.update.audit import AuditLog, utc_now
+from cadr_device.update.config import UpdateConfig
+from cadr_device.update.errors import (
+    IncompatibleError,
+    NoBundleError,
+    NoRollbackTargetError,
+    NotNewerError,
+    PackageError,
+    SelfTestFailedError,
+    ServiceNotReadyError,
+    StoreError,
+    UpdateError,
+)
+from cadr_device.update.faults import crash_point
+from cadr_device.update.journal import (
+    STEP_COMMITTED,
+    STEP_ROLLING_BACK,
+    STEP_SELFTEST_PASSED,
+    STEP_STAGED,
+    STEP_STAGING,
+    STEP_SWITCHED,
+    Journal,
+    JournalEntry,
+)
+from cadr_device.update.package import (
+    PACKAGE_SUFFIX,
+    VerifiedPackage,
+    extract_package,
+    read_package_identity,
+    verify_package,
+)
+from cadr_device.update.service import restart_and_wait
+from cadr_device.update.store import CURRENT_LINK, PREVIOUS_LINK, Store, bundle_version
+from cadr_device.update.versions import parse_version
+
+logger = logging.getLogger(__name__)
+
+_SELFTEST_OUTPUT_TAIL_CHARS = 800
+
+
+@dataclass
+class ScanSummary:
+    """What a scan did with each package file."""
+
+    installed: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: list[tuple[str, UpdateError]] = field(default_factory=list)
+
+
+class Updater:
+    """Installs, rolls back and recovers bundles under one install root."""
+
+    def __init__(self, config: UpdateConfig) -> None:
+        self.config = config
+        self.store = Store(config.root)
+        self.journal = Journal(self.store.journal_path)
+        self.audit = AuditLog(self.store.audit_path)
+        self._keyring: Keyring | None = None
+
+    @property
+    def keyring(self) -> Keyring:
+        """The trusted keys, read on first use.
+
+        Raises:
+            PackageError: If the key directory is missing or holds no valid key.
+
+        """
+        if self._keyring is None:
+            try:
+                self._keyring = Keyring.from_directory(self.config.key_dir)
+            except BundleError as e:
+                raise PackageError(self.config.key_dir, str(e).split(": ", 1)[-1]) from e
+        return self._keyring
+
+    @contextmanager
+    def _session(self) -> Iterator[None]:
+        """Create the layout, take the lock and finish any interrupted install first."""
+        self.store.ensure_layout()
+        with self.store.locked():
+            if self.journal.read() is not None:
+                changed = self._recover_locked()
+                if changed:
+                    self._restart_best_effort()
+            yield
+
+    # Install -------------------------------------------------------------------------------
+
+    def install(self, package_path: Path) -> str:
+        """Install one package and return the installed bundle's directory name.
+
+        Raises:
+            UpdateError: A subclass whose ``exit_code`` and ``reason`` say why nothing changed.
+
+        """
+        with self._session():
+            return self._install_locked(package_path)
+
+    def _install_locked(self, package_path: Path) -> str:
+        record: dict[str, Any] = {"action": "install", "package": package_path.name,
+                                  "started": utc_now()}
+        try:
+            verified = verify_package(package_path, self.keyring, self.config.limits)
+            manifest = verified.manifest
+            record.update(bundle=manifest.bundle_name, version=manifest.bundle_version,
+                          signer=verified.signer.key_id)
+            record["downgrade"] = self._check_newer(manifest.bundle_id)
+            self._check_compatible(package_path, manifest.min_app_version)
+            bundle_id = self._stage_and_test(verified)
+            self._switch_and_confirm(verified, bundle_id)
+        except UpdateError as e:
+            outcome = "skipped" if isinstance(e, NotNewerError) else "failed"
+            self.audit.append({**record, "outcome": outcome, "reason": e.reason,
+                               "detail": str(e)})
+            raise
+        except OSError as e:
+            error = StoreError(f"{e.filename or self.store.root}: install failed "
+                               f"({e.strerror}); free space or fix permissions and retry")
+            self.audit.append({**record, "outcome": "failed", "reason": error.reason,
+                               "detail": str(error)})
+            raise error from e
+
+        removed = self.store.prune(self.config.keep)
+        self.audit.append({**record, "outcome": "installed", "reason": "ok", "removed": removed})
+        self.journal.clear()
+        logger.info("Installed %s from %s", bundle_id, package_path)
+        return bundle_id
+
+    def _check_newer(self, bundle_id: str) -> bool:
+        """Raise NotNewerError unless ``bundle_id`` is newer; return whether it downgrades."""
+        current = self.store.current()
+        if current is None:
+            return False
+        new_version = bundle_version(bundle_id)
+        current_version = bundle_version(current)
+        if new_version is None or current_version is None or new_version > current_version:
+            return False
+        if bundle_id == current:
+            raise NotNewerError(f"{bundle_id} is already installed and running")
+        if not self.config.allow_downgrade:
+            raise NotNewerError(f"{bundle_id} is not newer than the running {current}; "
+                                "pass --allow-downgrade to install an older version on purpose")
+        logger.warning("Downgrading from %s to %s because --allow-downgrade is set", current,
+                       bundle_id)
+        return True
+
+    def _check_compatible(self, where: Path, min_app_version: str) -> None:
+        if parse_version(min_app_version) > parse_version(cadr_device.__version__):
+            raise IncompatibleError(
+                f"{where}: bundle needs cadr app {min_app_version} or newer, this device runs "
+                f"{cadr_device.__version__}; update the app first",
+            )
+
+    def _stage_and_test(self, verified: VerifiedPackage) -> str:
+        """Extract, verify and self-test the bundle; return its directory name under bundles/."""
+        manifest = verified.manifest
+        bundle_id = manifest.bundle_id
+        target = self.store.bundles / bundle_id
+        entry = JournalEntry(
+            operation="install", step=STEP_STAGING, package=verified.path.name,
+            target=bundle_id, previous=self.store.current(), old_previous=self.store.previous(),
+            staging=None, started=utc_now(),
+        )
+        self.journal.write(entry)
+        crash_point(STEP_STAGING)
+
+        staging = self.store.new_staging_dir()
+        try:
+            staged = extract_package(verified, staging, self.config.limits)
+            crash_point("extracted")
+            self._verify_staged_bundle(verified, staged)
+
+            if self.store.previous() == bundle_id:
+                self.store.set_link(PREVIOUS_LINK, None)
+            self.store.remove_tree(target)
+            os.rename(staged, target)
+            self.store.remove_tree(staging)
+            self.journal.write(replace(entry, step=STEP_STAGED))
+            crash_point(STEP_STAGED)
+
+            self._run_selftest(target)
+        except BaseException:
+            self._undo_staging(staging, entry)
+            raise
+
+        self.journal.write(replace(entry, step=STEP_SELFTEST_PASSED))
+        crash_point(STEP_SELFTEST_PASSED)
+        return bundle_id
+
+    def _verify_staged_bundle(self, verified: VerifiedPackage, staged: Path) -> None:
+        try:
+            bundle = load_bundle(staged, self.keyring)
+        except BundleError as e:
+            raise PackageError(verified.path, f"bundle inside the package is invalid: {e}") from e
+        package_manifest = verified.manifest
+        bundle_manifest = bundle.manifest
+        if (bundle_manifest.name, bundle_manifest.version) != (
+                package_manifest.bundle_name, package_manifest.bundle_version):
+            raise PackageError(verified.path, f"package says {package_manifest.bundle_id} but "
+                               f"the bundle is {bundle_manifest.model_id}")
+        if bundle_manifest.demonstration_only != package_manifest.demonstration_only:
+            raise PackageError(verified.path, "package and bundle disagree on "
+                               "demonstration_only")
+        self._check_compatible(verified.path, bundle_manifest.min_app_version)
+
+    def _run_selftest(self, bundle_dir: Path) -> None:
+        argv = [sys.executable, "-m", "cadr_device.update.selftest_cli", str(bundle_dir),
+                "--keys", str(self.config.key_dir)]
+        try:
+            result = subprocess.run(argv, capture_output=True, text=True, check=False,
+                                    timeout=self.config.selftest_timeout_s)
+        except subprocess.TimeoutExpired as e:
+            raise SelfTestFailedError(f"{bundle_dir}: self-test timed out after "
+                                      f"{self.config.selftest_timeout_s:g} s") from e
+        if result.returncode != 0:
+            tail = result.stderr.strip()[-_SELFTEST_OUTPUT_TAIL_CHARS:]
+            raise SelfTestFailedError(f"{bundle_dir}: self-test failed with exit code "
+                                      f"{result.returncode}: {tail}")
+        logger.info("Self-test passed for %s", bundle_dir.name)
+
+    def _undo_staging(self, staging: Path, entry: JournalEntry) -> None:
+        """Delete what an unfinished staging step wrote; the running bundle is untouched."""
+        self.store.remove_tree(staging)
+        if entry.target != entry.previous:
+            self.store.remove_tree(self.store.bundles / entry.target)
+        if self.store.previous() == entry.target:
+            self.store.set_link(PREVIOUS_LINK, None)
+        self.journal.clear()
+
+    def _switch_and_confirm(self, verified: VerifiedPackage, bundle_id: str) -> None:
+        entry = self.journal.read()
+        if entry is None:
+            raise RuntimeError("journal vanished during an install")
+        self.journal.write(replace(entry, step=STEP_SWITCHED))
+        crash_point("switching")
+        self.store.set_link(CURRENT_LINK, bundle_id)
+        if entry.previous is not None:
+            self.store.set_link(PREVIOUS_LINK, entry.previous)
+        crash_point(STEP_SWITCHED)
+
+        ready, reason = restart_and_wait(self.config.service)
+        crash_point("restarted")
+        if not ready:
+            self.journal.write(replace(entry, step=STEP_ROLLING_BACK))
+            self._undo_switch(entry)
+            self._restart_best_effort()
+            self.journal.clear()
+            raise ServiceNotReadyError(f"{verified.path}: device service did not become ready "
+                                       f"with {bundle_id} ({reason}); switched back to "
+                                       f"{entry.previous or 'no bundle'}")
+        self.journal.write(replace(entry, step=STEP_COMMITTED))
+        crash_point(STEP_COMMITTED)
+
+    def _undo_switch(self, entry: JournalEntry) -> None:
+        """Restore both links from the journal and delete a bundle an install added."""
+        self.store.set_link(CURRENT_LINK, entry.previous)
+        old_previous = entry.old_previous
+        if entry.operation == "install" and old_previous == entry.target:
+            old_previous = None
+        if old_previous is not None and not (self.store.bundles / old_previous).is_dir():
+            old_previous = None
+        self.store.set_link(PREVIOUS_LINK, old_previous)
+        if entry.operation == "install" and entry.target != entry.previous:
+            self.store.remove_tree(self.store.bundles / entry.target)
+
+    def _restart_best_effort(self) -> None:
+        ready, reason = restart_and_wait(self.config.service)
+        if not ready:
+            logger.error("Device service is not ready after restoring %s: %s",
+                         self.store.current(), reason)
+
+    # Scan ----------------------------------------------------------------------------------
+
+    def scan(self, directory: Path, archive: Path | None = None) -> ScanSummary:
+        """Install every ``*.cadrpkg`` in ``directory``, oldest bundle version first.
+
+        Packages that are not newer than the running bundle by the time their turn comes
+        are skipped and recorded. With ``archive``, each processed package file is moved
+        there so a watched inbox empties.
+        """
+        summary = ScanSummary()
+        if not directory.is_dir():
+            raise StoreError(f"{directory}: scan directory not found")
+        with self._session():
+            for path in self._ordered_packages(directory, summary):
+                try:
+                    summary.installed.append(self._install_locked(path))
+                except NotNewerError:
+                    summary.skipped.append(path.name)
+                except UpdateError as e:
+                    logger.error("Package %s failed: %s", path, e)
+                    summary.failed.append((path.name, e))
+                if archive is not None:
+                    self._archive(path, archive)
+        return summary
+
+    def _ordered_packages(self, directory: Path, summary: ScanSummary) -> list[Path]:
+        candidates = sorted(p for p in directory.iterdir()
+                            if p.name.endswith(PACKAGE_SUFFIX) and not p.name.startswith("."))
+        versioned = []
+        for path in candidates:
+            try:
+                identity = read_package_identity(path, self.config.limits)
+            except PackageError as e:
+                self.audit.append({"action": "install", "package": path.name,
+                                   "outcome": "failed", "reason": e.reason, "detail": str(e)})
+                summary.failed.append((path.name, e))
+                continue
+            versioned.append((parse_version(identity.bundle_version), path))
+        logger.info("Scan of %s found %d packages", directory, len(candidates))
+        return [path for _, path in sorted(versioned)]
+
+    def _archive(self, path: Path, archive: Path) -> None:
+        archive.mkdir(mode=0o755, parents=True, exist_ok=True)
+        destination = archive / f"{utc_now().replace(':', '')}-{path.name}"
+        try:
+            os.replace(path, destination)
+        except OSError as e:
+            logger.error("Cannot move %s to %s (%s); it will be scanned again", path,
+                         destination, e.strerror)
+
+    # Rollback ------------------------------------------------------------------------------
+
+    def rollback(self) -> str:
+        """Switch back to the ``previous`` bundle and return its directory name.
+
+        Raises:
+            NoRollbackTargetError: If there is no verified previous bundle.
+            ServiceNotReadyError: If the service is not ready with it (switched forward again).
+
+        """
+        with self._session():
+            record: dict[str, Any] = {"action": "rollback", "started": utc_now()}
+            try:
+                target = self._rollback_locked()
+            except UpdateError as e:
+                self.audit.append({**record, "outcome": "failed", "reason": e.reason,
+                                   "detail": str(e)})
+                raise
+            self.audit.append({**record, "outcome": "rolled_back", "reason": "ok",
+                               "bundle": target})
+            return target
+
+    def _rollback_locked(self) -> str:
+        target = self.store.previous()
+        current = self.store.current()
+        if target is None or not self._is_verified(target):
+            raise NoRollbackTargetError(f"{self.store.bundles}: no verified previous bundle to "
+                                        "roll back to")
+        entry = JournalEntry(operation="rollback", step=STEP_SWITCHED, package="-",
+                             target=target, previous=current, old_previous=target,
+                             staging=None, started=utc_now())
+        self.journal.write(entry)
+        self.store.set_link(CURRENT_LINK, target)
+        self.store.set_link(PREVIOUS_LINK, current)
+
+        ready, reason = restart_and_wait(self.config.service)
+        if not ready:
+            self.journal.write(replace(entry, step=STEP_ROLLING_BACK))
+            self._undo_switch(entry)
+            self._restart_best_effort()
+            self.journal.clear()
+            raise ServiceNotReadyError(f"device service did not become ready with {target} "
+                                       f"({reason}); switched forward to {current}")
+        self.journal.clear()
+        logger.info("Rolled back from %s to %s", current, target)
+        return target
+
+    # Recovery ------------------------------------------------------------------------------
+
+    def recover(self, restart: bool = False) -> str:
+        """Finish or undo an interrupted install and make sure ``current`` verifies.
+
+        Runs at boot before the device service. Returns the directory name of the bundle
+        ``current`` names afterwards.
+
+        Raises:
+            NoBundleError: If no installed bundle verifies.
+
+        """
+        self.store.ensure_layout()
+        with self.store.locked():
+            changed = self._recover_locked()
+            if changed and restart:
+                self._restart_best_effort()
+            current = self.store.current()
+        if current is None:
+            raise NoBundleError(f"{self.store.bundles}: no verified bundle is installed; "
+                                "install a package with cadr-update install")
+        return current
+
+    def _recover_locked(self) -> bool:
+        """Return whether ``current`` changed."""
+        before = self.store.current()
+        entry = self.journal.read()
+        if entry is not None:
+            self._apply_journal(entry)
+        self.store.clean_staging()
+
+        previous = self.store.previous()
+        if previous is not None and not (self.store.bundles / previous).is_dir():
+            self.store.set_link(PREVIOUS_LINK, None)
+        current = self.store.current()
+        if current is None or not self._is_verified(current):
+            self._fall_back(current)
+        return self.store.current() != before
+
+    def _apply_journal(self, entry: JournalEntry) -> None:
+        record = {"action": "recover", "operation": entry.operation, "package": entry.package,
+                  "bundle": entry.target, "interrupted_step": entry.step}
+        if entry.step == STEP_COMMITTED:
+            self.store.prune(self.config.keep)
+            self.audit.append({**record, "outcome": "completed", "reason": "interrupted"})
+        else:
+            self._undo_switch(entry)
+            self.audit.append({**record, "outcome": "undone", "reason": "interrupted",
+                               "restored": entry.previous})
+        self.journal.clear()
+        logger.warning("Recovered %s of %s interrupted at step %s", entry.operation,
+                       entry.target, entry.step)
+
+    def _fall_back(self, broken: str | None) -> None:
+        """Point ``current`` at the newest verified bundle after it named none or a bad one."""
+        candidates = [self.store.previous(), *reversed(self.store.installed())]
+        for name in candidates:
+            if name is not None and name != broken and self._is_verified(name):
+                self.store.set_link(CURRENT_LINK, name)
+                self.audit.append({"action": "recover", "outcome": "fell_back",
+                                   "reason": "current_invalid", "broken": broken,
+                                   "bundle": name})
+                logger.error("Bundle %s is missing or invalid; switched to %s", broken, name)
+                return
+        if broken is not None:
+            self.store.set_link(CURRENT_LINK, None)
+        self.audit.append({"action": "recover", "outcome": "failed", "reason": "no_bundle",
+                           "broken": broken})
+
+    def _is_verified(self, name: str) -> bool:
+        try:
+            load_bundle(self.store.bundles / name, self.keyring)
+        except BundleError as e:
+            logger.error("Installed bundle %s does not verify: %s", name, e)
+            return False
+        return True
+
+    # Status --------------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        """Return the current and previous bundle, installed bundles, journal and last audit."""
+        entry = self.journal.read() if self.store.state.is_dir() else None
+        installed = self.store.installed() if self.store.bundles.is_dir() else []
+        records = self.audit.read()
+        return {
+            "root": str(self.store.root),
+            "current": self.store.current() if self.store.bundles.is_dir() else None,
+            "previous": self.store.previous() if self.store.bundles.is_dir() else None,
+            "installed": installed,
+            "interrupted": None if entry is None else {"operation": entry.operation,
+                                                       "step": entry.step,
+                                                       "target": entry.target},
+            "last_attempt": records[-1] if records else None,
+        }
