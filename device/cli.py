@@ -1,0 +1,428 @@
+"""``cadr-device``: screen image files (replay), list and export records, run the camera.
+
+Replay is the default command::
+
+    cadr-device --source DIR --out OUT --headless [--bundle B] [--keys DIR] [--locale ja]
+
+It loads a runtime, verifies the bundle, builds the interpreter once, runs the golden
+self-test and then screens every image, writing ``OUT/records/`` (the record store),
+``OUT/annotated/<capture_id>_<stem>.jpg`` and ``OUT/results.jsonl``, and printing a
+summary table. This module is the one error boundary: it maps exceptions to the exit
+codes below and prints one line to stderr.
+
+Exit codes:
+    0  every image was screened and recorded
+    1  another error (for example, the camera module is not installed)
+    2  invalid command line
+    3  the bundle is missing, malformed, tampered with or unsigned
+    4  one or more images could not be screened (each is named on stderr and recorded)
+    5  no TFLite runtime could be loaded
+    6  the golden self-test failed, so nothing was screened
+    7  a record could not be written (for example, the disk is full); the run stopped
+    130  interrupted
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import os
+import sys
+import time
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cadr_device import __version__
+from cadr_device.annotate import MODEL, NOT_A_DIAGNOSIS, banner_lines, label_text, threshold_text
+from cadr_device.bundle import Bundle, load_bundle
+from cadr_device.classifier import Classifier
+from cadr_device.durable import append_line, atomic_write, make_private_dir, repair_torn_tail
+from cadr_device.errors import BundleError, CadrError, ImageError, RecordError
+from cadr_device.i18n import translator
+from cadr_device.images import iter_image_files, load_rgb
+from cadr_device.pipeline import CaptureResult, Screening
+from cadr_device.records import RecordStore
+from cadr_device.runtime import load_runtime
+from cadr_device.selftest import run_selftest
+from cadr_device.signing import Keyring, default_key_dir
+
+logger = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_IMAGES_FAILED = ImageError.exit_code
+EXIT_RECORD = RecordError.exit_code
+EXIT_INTERRUPTED = 130
+
+#: Bundle used when neither --bundle nor CADR_BUNDLE is given, on an installed device.
+SYSTEM_BUNDLE = Path("/var/lib/cadr/bundles/current")
+
+#: The demonstration bundle in a source checkout, relative to this package's folder.
+REPOSITORY_BUNDLE = Path(__file__).resolve().parent.parent / "models" / "cadr-demo"
+
+BUNDLE_ENV = "CADR_BUNDLE"
+DEFAULT_CONFIG = Path("/etc/cadr/device.yaml")
+DEFAULT_RECORDS_DIR = Path("/var/lib/cadr/records")
+DEFAULT_THREADS = 2
+
+RECORDS_SUBDIR = "records"
+ANNOTATED_SUBDIR = "annotated"
+RESULTS_NAME = "results.jsonl"
+
+SUBCOMMANDS = ("run", "capture", "records")
+
+
+def _noop(message: str) -> str:
+    return message
+
+
+# Table and footer text, translated when printed.
+HEADERS = (_noop("File"), _noop("Label"), _noop("Probability"), _noop("Threshold"),
+           _noop("Decision"), _noop("Inference (ms)"), _noop("Status"))
+STATUS_OK = _noop("ok")
+STATUS_FAILED = _noop("failed")
+NOT_SAVED = _noop("not saved")
+FOOTER_COUNTS = _noop("{total} images: {screened} screened, {failed} failed")
+NO_RESULT = "-"
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the replay summary table."""
+
+    file: str
+    result: CaptureResult
+    elapsed_ms: float
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``cadr-device`` and return its exit code (see the module docstring)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(stream=sys.stderr, level=args.log_level,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    try:
+        if args.command is None:
+            if args.source is None or args.out is None:
+                parser.error("replay needs --source and --out (or use a subcommand)")
+            if _has_results(args.out) and not args.force:
+                parser.error(f"{args.out} already holds results of an earlier run; pass "
+                             "--force to add this run to them, or choose another --out")
+            return replay(args)
+        handler = {"run": _run_camera, "capture": _request_capture,
+                   "records": _records}[args.command]
+        return handler(args)
+    except CadrError as e:
+        print(f"cadr-device: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("cadr-device: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the argument parser: replay options at the top level plus subcommands."""
+    parser = argparse.ArgumentParser(
+        prog="cadr-device",
+        description="Screen photographs of skin lesions for severe cutaneous adverse drug "
+        "reactions (SJS/TEN) with a signed int8 model bundle. Without a subcommand, replay "
+        "image files. Every result is a screening aid, not a diagnosis.",
+        epilog="Subcommands: 'run' (camera app), 'capture' (ask the running app for a "
+        "capture), 'records list|export'. Exit codes: 0 ok, 1 other error, 2 usage, "
+        "3 bundle, 4 image(s) failed, 5 runtime, 6 self-test, 7 record not written, "
+        "130 interrupted.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--log-level", default="INFO",
+                        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+                        help="lowest level of log lines written to stderr (default: INFO)")
+
+    replay_options = parser.add_argument_group("replay (default command)")
+    replay_options.add_argument("--source", type=Path,
+                                help="image file, or folder walked recursively in sorted "
+                                "order (JPEG, PNG, WebP, BMP, TIFF)")
+    replay_options.add_argument("--out", type=Path,
+                                help="output folder for records/, annotated/ and results.jsonl; "
+                                "created with mode 0700")
+    replay_options.add_argument("--headless", action="store_true",
+                                help="do not open a preview window; replay never opens one "
+                                "in this version, so this flag only documents intent")
+    replay_options.add_argument("--force", action="store_true",
+                                help="allow an --out folder that already holds results; this "
+                                "run is appended to them and no record is deleted")
+    _add_common(replay_options)
+    replay_options.add_argument("--threads", type=_positive_int, default=DEFAULT_THREADS,
+                                help=f"CPU threads of the TFLite interpreter "
+                                f"(default: {DEFAULT_THREADS})")
+
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, text in (("run", "run the camera app (needs the camera module)"),
+                       ("capture", "ask the running camera app to take a capture")):
+        sub = commands.add_parser(name, help=text, description=text)
+        sub.add_argument("--config", type=Path, default=DEFAULT_CONFIG,
+                         help=f"device configuration file (default: {DEFAULT_CONFIG})")
+        _add_common(sub)
+        sub.add_argument("--records", type=Path, default=None,
+                         help=f"records folder (default: the configuration's, else "
+                         f"{DEFAULT_RECORDS_DIR})")
+
+    records = commands.add_parser("records", help="list or export capture records")
+    actions = records.add_subparsers(dest="records_command", metavar="ACTION", required=True)
+    listing = actions.add_parser("list", help="list records from the index")
+    _add_records_location(listing)
+    listing.add_argument("--json", action="store_true",
+                         help="print the index entries as one JSON array instead of a table")
+    export = actions.add_parser("export", help="copy every record and the index to DEST")
+    export.add_argument("dest", type=Path, metavar="DEST",
+                        help="destination folder, e.g. a mounted USB stick; created if missing")
+    _add_records_location(export)
+    return parser
+
+
+def _add_common(group: argparse._ActionsContainer) -> None:
+    group.add_argument("--bundle", type=Path, default=None,
+                       help=f"model bundle folder (default: ${BUNDLE_ENV}, else {SYSTEM_BUNDLE}, "
+                       f"else the demonstration bundle models/cadr-demo in a source checkout)")
+    group.add_argument("--keys", type=Path, default=None,
+                       help="folder of trusted public keys (*.pub) (default: /etc/cadr/keys if "
+                       "it exists, else the keys shipped with the package)")
+    group.add_argument("--locale", choices=("ja", "en"), default=None,
+                       help="display language of results (default: from CADR_LOCALE, LC_ALL, "
+                       "LC_MESSAGES or LANG; English unless it starts with 'ja')")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _add_records_location(sub: argparse.ArgumentParser) -> None:
+    where = sub.add_mutually_exclusive_group()
+    where.add_argument("--out", type=Path, help="a replay output folder; uses OUT/records")
+    where.add_argument("--records", type=Path, default=None,
+                       help=f"records folder (default: {DEFAULT_RECORDS_DIR})")
+
+
+def resolve_bundle_path(explicit: Path | None) -> Path:
+    """Return the bundle folder: ``explicit``, ``$CADR_BUNDLE``, the system one, the repository's.
+
+    Raises:
+        BundleError: If no candidate exists, listing every place tried.
+    """
+    if explicit is not None:
+        return explicit
+    from_env = os.environ.get(BUNDLE_ENV)
+    if from_env:
+        return Path(from_env)
+    for candidate in (SYSTEM_BUNDLE, REPOSITORY_BUNDLE):
+        if candidate.is_dir():
+            return candidate
+    raise BundleError(SYSTEM_BUNDLE, f"no bundle found (also tried ${BUNDLE_ENV} and "
+                      f"{REPOSITORY_BUNDLE}); pass --bundle with a folder made by cadr-convert")
+
+
+def prepare_screening(args: argparse.Namespace, store: RecordStore) -> Screening:
+    """Load the runtime and bundle, build the interpreter once and pass the self-test.
+
+    Raises:
+        RuntimeLoadError, BundleError, SelfTestError: Startup failures; nothing is screened.
+    """
+    runtime = load_runtime()
+    keyring = Keyring.from_directory(args.keys or default_key_dir())
+    bundle: Bundle = load_bundle(resolve_bundle_path(args.bundle), keyring)
+    classifier = Classifier(bundle, num_threads=args.threads, runtime=runtime)
+    run_selftest(classifier)
+    return Screening(bundle, classifier, store, locale=args.locale, backend="cpu")
+
+
+def replay(args: argparse.Namespace) -> int:
+    """Screen every image of ``args.source`` and print the summary table.
+
+    Returns:
+        0, or 4 when any image failed. A record that cannot be written stops the run
+        with :class:`RecordError` (exit code 7).
+    """
+    out: Path = args.out
+    make_private_dir(out / ANNOTATED_SUBDIR)
+    store = RecordStore(out / RECORDS_SUBDIR)
+    screening = prepare_screening(args, store)
+    files = iter_image_files(args.source)
+    results_path = out / RESULTS_NAME
+    repair_torn_tail(results_path)
+    if not files:
+        raise ImageError(args.source, "no image files found (JPEG, PNG, WebP, BMP or TIFF)")
+    logger.info("Screening %d files from %s with model %s", len(files), args.source,
+                screening.model_id)
+
+    rows = []
+    for path in files:
+        row = _screen_file(screening, path, args.source, out)
+        rows.append(row)
+        append_line(results_path, _result_line(row, screening))
+        if row.result.prediction is not None and row.result.record_path is None:
+            # Classified but not saved: the disk is full or failing, so stop here.
+            raise RecordError(row.result.error or "record not written")
+
+    _ = translator(args.locale).gettext
+    print(format_table(rows, screening, _))
+    failed = sum(1 for row in rows if not row.result.ok)
+    return EXIT_IMAGES_FAILED if failed else EXIT_OK
+
+
+def _screen_file(screening: Screening, path: Path, source_root: Path, out: Path) -> Row:
+    start = time.perf_counter()
+    shown = _display_name(path, source_root)
+    try:
+        image = load_rgb(path)
+    except ImageError as e:
+        # Records keep base names only, so the folder path leaves the message.
+        result = screening.screen_failed(path.name, str(e).replace(str(e.path), path.name, 1))
+        return Row(shown, result, (time.perf_counter() - start) * 1000.0)
+
+    result = screening.screen(image, source=path.name)
+    if result.annotated_path is not None:
+        target = out / ANNOTATED_SUBDIR / f"{result.capture_id}_{path.stem}.jpg"
+        try:
+            atomic_write(target, result.annotated_path.read_bytes())
+        except OSError as e:
+            raise RecordError(f"{target}: cannot write the annotated copy ({e.strerror})") from e
+    return Row(shown, result, (time.perf_counter() - start) * 1000.0)
+
+
+def _has_results(out: Path) -> bool:
+    results = out / RESULTS_NAME
+    return results.is_file() and results.stat().st_size > 0
+
+
+def _display_name(path: Path, source_root: Path) -> str:
+    if source_root.is_dir():
+        return path.relative_to(source_root).as_posix()
+    return path.name
+
+
+def _result_line(row: Row, screening: Screening) -> bytes:
+    result = row.result
+    prediction = result.prediction
+    entry: dict[str, Any] = {
+        "file": row.file,
+        "capture_id": result.capture_id,
+        "status": "ok" if result.ok else "failed",
+        "label": None if prediction is None else prediction.label,
+        "positive": None if prediction is None else prediction.positive,
+        "probability": None if prediction is None else round(prediction.probability, 6),
+        "threshold": screening.bundle.manifest.decision.threshold,
+        "inference_ms": None if prediction is None else round(prediction.inference_ms, 3),
+        "elapsed_ms": round(row.elapsed_ms, 3),
+        "model_id": result.model_id,
+        "demonstration_only": screening.bundle.manifest.demonstration_only,
+        "record": None if result.record_path is None else str(result.record_path),
+        "error": result.error,
+    }
+    return (json.dumps(entry, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+
+
+def format_table(rows: list[Row], screening: Screening, _: Any) -> str:
+    """Return the summary table and its footer as display text in the chosen language."""
+    manifest = screening.bundle.manifest
+    table = [[_(header) for header in HEADERS]]
+    for row in rows:
+        prediction = row.result.prediction
+        if prediction is None:
+            cells = [row.file, NO_RESULT, NO_RESULT, f"{manifest.decision.threshold:.2f}",
+                     NO_RESULT, NO_RESULT, _(STATUS_FAILED)]
+        else:
+            comparison = ">=" if prediction.positive else "<"
+            status = _(STATUS_OK) if row.result.ok else _(NOT_SAVED)
+            cells = [row.file, label_text(prediction, _), f"{prediction.probability:.3f}",
+                     f"{prediction.threshold:.2f}", f"p {comparison} {prediction.threshold:.2f}",
+                     f"{prediction.inference_ms:.1f}", status]
+        table.append(cells)
+
+    widths = [max(_width(r[c]) for r in table) for c in range(len(HEADERS))]
+    lines = ["  ".join(_pad(cell, widths[c]) for c, cell in enumerate(r)).rstrip()
+             for r in table]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+
+    failed = sum(1 for row in rows if not row.result.ok)
+    lines.append("")
+    lines.append(_(FOOTER_COUNTS).format(total=len(rows), screened=len(rows) - failed,
+                                         failed=failed))
+    lines.append(_(MODEL).format(model_id=manifest.model_id))
+    lines.append(threshold_text(manifest, _))
+    lines.extend(banner_lines(manifest, _))
+    lines.append(_(NOT_A_DIAGNOSIS))
+    return "\n".join(lines)
+
+
+def _width(text: str) -> int:
+    """Return the terminal width of ``text``: East Asian wide characters take two columns."""
+    return sum(2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1 for ch in text)
+
+
+def _pad(text: str, width: int) -> str:
+    return text + " " * (width - _width(text))
+
+
+def _records(args: argparse.Namespace) -> int:
+    root = args.out / RECORDS_SUBDIR if args.out is not None else (
+        args.records or DEFAULT_RECORDS_DIR)
+    if not root.is_dir():
+        raise RecordError(f"{root}: no records folder; pass --records DIR or --out DIR")
+    store = RecordStore(root)
+
+    if args.records_command == "export":
+        count = store.export(args.dest)
+        print(f"{count} records exported to {args.dest}")
+        return EXIT_OK
+
+    entries = store.list()
+    if args.json:
+        print(json.dumps(entries, ensure_ascii=False, indent=2))
+        return EXIT_OK
+    for entry in entries:
+        probability = entry.get("probability")
+        shown = "-" if probability is None else f"{probability:.3f}"
+        print(f"{entry['capture_id']}  {entry.get('status', '-'):6}  {shown:>5}  "
+              f"{entry.get('label') or '-':12}  {entry.get('model_id') or '-'}  "
+              f"{entry.get('source') or '-'}")
+    print(f"{len(entries)} records in {root}")
+    return EXIT_OK
+
+
+def _camera_app(args: argparse.Namespace) -> Any:
+    """Import ``cadr_device.app`` lazily; the replay works without the camera stack."""
+    try:
+        return importlib.import_module("cadr_device.app")
+    except ModuleNotFoundError as e:
+        if e.name != "cadr_device.app":
+            raise
+        print(f"cadr-device: error: '{args.command}' needs the camera module cadr_device.app, "
+              "which is not installed in this build", file=sys.stderr)
+        return None
+
+
+def _run_camera(args: argparse.Namespace) -> int:
+    app = _camera_app(args)
+    if app is None:
+        return EXIT_ERROR
+    return int(app.run_camera(args) or EXIT_OK)
+
+
+def _request_capture(args: argparse.Namespace) -> int:
+    app = _camera_app(args)
+    if app is None:
+        return EXIT_ERROR
+    return int(app.request_capture(args) or EXIT_OK)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
