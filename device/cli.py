@@ -267,7 +267,11 @@ def replay(args: argparse.Namespace) -> int:
     for path in files:
         row = _screen_file(screening, path, args.source, out)
         rows.append(row)
-        append_line(results_path, _result_line(row, screening))
+        try:
+            append_line(results_path, _result_line(row, screening))
+        except OSError as e:
+            raise RecordError(f"{results_path}: cannot append the result of {row.file} "
+                              f"({e.strerror}); free space and run again") from e
         if row.result.prediction is not None and row.result.record_path is None:
             # Classified but not saved: the disk is full or failing, so stop here.
             raise RecordError(row.result.error or "record not written")

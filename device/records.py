@@ -267,6 +267,9 @@ class RecordStore:
 
         # Only days from the last indexed one on can hold an unindexed capture, because
         # ids sort by time and every record is indexed before the next capture starts.
+        # NOTE: this assumes the clock never steps back past a day boundary; a device
+        # without a real-time clock or time sync may break that, and a capture cut off
+        # then stays unindexed until a full scan.
         days = sorted(p for p in self.root.iterdir()
                       if p.is_dir() and re.match(r"^\d{4}-\d{2}-\d{2}$", p.name)
                       and p.name >= last_day)
