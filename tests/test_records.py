@@ -7,10 +7,12 @@ import hashlib
 import json
 import os
 import random
+import shutil
 import signal
 import stat
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -215,7 +217,8 @@ def test_sigkill_never_leaves_half_records(tmp_path: Path) -> None:
     assert total_before > 0
 
 
-def test_append_line_rolls_back_short_write(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_append_line_rolls_back_short_write(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
     index = tmp_path / "lines.jsonl"
     durable.append_line(index, b'{"a":1}\n')
     real_write = os.write
@@ -234,18 +237,20 @@ def test_append_line_rolls_back_short_write(tmp_path: Path, monkeypatch: pytest.
 
 
 @pytest.fixture
-def tiny_filesystem(tmp_path: Path) -> object:
+def tiny_filesystem(tmp_path: Path) -> Iterator[Path]:
     """A real 1 MiB tmpfs; skipped where mounting is not permitted."""
     mount_point = tmp_path / "small"
     mount_point.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a 1 MiB tmpfs needs root")
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount_point)],
+    mount = shutil.which("mount")
+    umount = shutil.which("umount")
+    if os.geteuid() != 0 or mount is None or umount is None:
+        pytest.skip("mounting a 1 MiB tmpfs needs root and mount(8)")
+    mounted = subprocess.run([mount, "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount_point)],
                              capture_output=True, text=True, timeout=30, check=False)
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount tmpfs here: {mounted.stderr.strip()}")
     yield mount_point
-    subprocess.run(["umount", str(mount_point)], capture_output=True, timeout=30, check=True)
+    subprocess.run([umount, str(mount_point)], capture_output=True, timeout=30, check=True)
 
 
 def test_free_space_check_refuses_capture(tiny_filesystem: Path) -> None:
