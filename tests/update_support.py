@@ -164,7 +164,8 @@ def declare(document: dict[str, object], name: str, data: bytes) -> None:
     document["files"] = files
 
 
-def run_cli(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run_cli(*args: str | Path,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run ``cadr-update`` in a subprocess with the test interpreter."""
     return subprocess.run([sys.executable, "-m", "cadr_device.update.cli", *map(str, args)],
                           capture_output=True, text=True, timeout=300, check=False,
