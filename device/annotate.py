@@ -11,6 +11,7 @@ lesion. The label is written out, never shown by colour alone.
 from __future__ import annotations
 
 import gettext
+import math
 from collections.abc import Callable
 
 from PIL import Image, ImageDraw
@@ -28,8 +29,9 @@ MIN_ANNOTATED_WIDTH = 640
 #: scaled down, because the record keeps the full-size still next to it.
 MAX_ANNOTATED_SIDE = 2048
 
-#: Text height as a fraction of the annotated image width.
-FONT_SIZE_FRACTION = 1 / 36
+#: Text height as a fraction of the photo's geometric mean side, sqrt(width * height), so
+#: a 2000 x 200 strip gets text sized like a 640 x 640 photo rather than a 2000-wide one.
+FONT_SIZE_FRACTION = 1 / 30
 
 #: Smallest text size, in pixels.
 MIN_FONT_PX = 16
@@ -99,7 +101,8 @@ def annotate(image: Image.Image, prediction: Prediction, manifest: Manifest,
     """
     _ = translator.gettext
     photo, scale = _display_copy(image)
-    font = font or load_font(max(MIN_FONT_PX, round(photo.width * FONT_SIZE_FRACTION)))
+    mean_side = math.sqrt(photo.width * photo.height)
+    font = font or load_font(max(MIN_FONT_PX, round(mean_side * FONT_SIZE_FRACTION)))
     measure = ImageDraw.Draw(photo)
     margin = max(4, round(_line_height(font) * 0.5))
     max_text_width = photo.width - 2 * margin

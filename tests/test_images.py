@@ -1,0 +1,232 @@
+"""Replay over hostile and unusual image files, and EXIF orientation handling.
+
+Every file is written by the test with Pillow (or byte by byte, for the hostile ones)
+and screened through the real ``cadr-device`` replay with a real LiteRT interpreter.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cadr_device.cli import main
+from cadr_device.images import load_rgb
+from device_bundle import build_bundle
+
+pytestmark = pytest.mark.slow
+
+EXIF_ORIENTATION_TAG = 0x0112
+
+#: Transpose that turns the upright picture into the stored pixels of each EXIF
+#: orientation, so that ``ImageOps.exif_transpose`` restores the upright picture.
+STORED_FROM_UPRIGHT = {
+    1: None,
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_90,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_270,
+}
+
+#: Hostile files and a fragment of the message each must produce.
+BAD_FILES = {
+    "corrupt.png": "corrupt or truncated",
+    "truncated.jpg": "corrupt or truncated",
+    "empty.jpg": "file is empty",
+    "text.jpg": "not a recognised image",
+    "bomb.png": "decompression bomb",
+    "oversized.png": "beyond the limit",
+    "strip.png": "smaller than 8 on a side",
+}
+
+GOOD_FILES = (
+    "cmyk.jpg", "gray.jpg", "deep16.png", "palette.png", "rgba.png", "photo.webp",
+    "exif_rotated.jpg", "tiny16.png", "wide.jpg",
+)
+
+
+@pytest.fixture(scope="module")
+def bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_bundle(tmp_path_factory.mktemp("bundle"))
+
+
+def _noise(rng: np.random.Generator, width: int, height: int) -> Image.Image:
+    """A smooth random colour picture: coarse noise scaled up, so a rotation changes it."""
+    coarse = rng.integers(0, 256, (max(2, height // 8), max(2, width // 8), 3), dtype=np.uint8)
+    return Image.fromarray(coarse).resize((width, height), Image.Resampling.BILINEAR)
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def _bomb_png(width: int, height: int) -> bytes:
+    """An RGB PNG header of the given size with a few hundred bytes of deflate data."""
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header)
+            + _png_chunk(b"IDAT", zlib.compress(bytes(300_000), 9)) + _png_chunk(b"IEND", b""))
+
+
+def _jpeg(image: Image.Image, **options: object) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", **options)
+    return buffer.getvalue()
+
+
+def _write_bad_files(folder: Path, rng: np.random.Generator) -> None:
+    png = io.BytesIO()
+    _noise(rng, 120, 90).save(png, format="PNG")
+    damaged = bytearray(png.getvalue())
+    idat = damaged.index(b"IDAT")
+    for offset in range(idat + 20, idat + 60):
+        damaged[offset] ^= 0xFF
+    (folder / "corrupt.png").write_bytes(bytes(damaged))
+
+    whole = _jpeg(_noise(rng, 300, 200), quality=90)
+    (folder / "truncated.jpg").write_bytes(whole[: len(whole) * 6 // 10])
+    (folder / "empty.jpg").write_bytes(b"")
+    (folder / "text.jpg").write_text("These are clinic notes, not a photograph.\n")
+    (folder / "bomb.png").write_bytes(_bomb_png(100_000, 100_000))  # Pillow's own limit
+    (folder / "oversized.png").write_bytes(_bomb_png(8_000, 8_000))  # under Pillow's, over ours
+    Image.new("RGB", (1, 30_000), (200, 120, 100)).save(folder / "strip.png")
+
+
+def _write_good_files(folder: Path, rng: np.random.Generator) -> None:
+    _noise(rng, 160, 120).convert("CMYK").save(folder / "cmyk.jpg", quality=90)
+    _noise(rng, 160, 120).convert("L").save(folder / "gray.jpg", quality=90)
+
+    deep = (np.asarray(_noise(rng, 160, 120).convert("L"), dtype=np.uint16) * 257)
+    Image.fromarray(deep).save(folder / "deep16.png")  # mode I;16
+    assert Image.open(folder / "deep16.png").mode.startswith("I")
+
+    palette = _noise(rng, 160, 120).convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
+    palette.save(folder / "palette.png", transparency=0)
+
+    rgba = _noise(rng, 160, 120).convert("RGBA")
+    rgba.putalpha(Image.linear_gradient("L").resize((160, 120)))
+    rgba.save(folder / "rgba.png")
+
+    _noise(rng, 160, 120).save(folder / "photo.webp", quality=90)
+
+    exif = Image.Exif()
+    exif[EXIF_ORIENTATION_TAG] = 6
+    _noise(rng, 160, 120).save(folder / "exif_rotated.jpg", quality=95, exif=exif)
+
+    _noise(rng, 16, 16).save(folder / "tiny16.png")
+    _noise(rng, 2000, 200).save(folder / "wide.jpg", quality=90)
+
+
+def _replay_subprocess(source: Path, out: Path, bundle: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "cadr_device.cli", "--source", str(source), "--out", str(out),
+         "--headless", "--bundle", str(bundle), "--locale", "en"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )
+
+
+def _results(out: Path) -> dict[str, dict[str, object]]:
+    lines = (out / "results.jsonl").read_text(encoding="utf-8").splitlines()
+    return {entry["file"]: entry for entry in map(json.loads, lines)}
+
+
+def test_replay_hostile_and_unusual_files(tmp_path: Path, bundle_dir: Path) -> None:
+    source = tmp_path / "images"
+    source.mkdir()
+    rng = np.random.default_rng(3)
+    _write_bad_files(source, rng)
+    _write_good_files(source, rng)
+    out = tmp_path / "out"
+
+    run = _replay_subprocess(source, out, bundle_dir)
+
+    assert run.returncode == 4, run.stderr
+    results = _results(out)
+    assert set(results) == set(BAD_FILES) | set(GOOD_FILES)
+
+    for name, fragment in BAD_FILES.items():
+        entry = results[name]
+        assert entry["status"] == "failed", name
+        assert entry["probability"] is None, name
+        assert name in str(entry["error"]), name
+        assert fragment in str(entry["error"]), (name, entry["error"])
+        assert name in run.stderr, f"stderr does not name {name}"
+        assert name in run.stdout, f"the table has no row for {name}"
+
+    for name in GOOD_FILES:
+        entry = results[name]
+        assert entry["status"] == "ok", (name, entry["error"])
+        probability = float(str(entry["probability"]))
+        assert 0.0 <= probability <= 1.0, name
+        assert Path(str(entry["record"])).is_file(), name
+
+    index = (out / "records" / "index.jsonl").read_text(encoding="utf-8").splitlines()
+    statuses = sorted(json.loads(line)["status"] for line in index)
+    assert statuses == ["failed"] * len(BAD_FILES) + ["ok"] * len(GOOD_FILES)
+    assert len(list((out / "annotated").glob("*.jpg"))) == len(GOOD_FILES)
+
+
+def test_failed_record_keeps_base_name_only(tmp_path: Path, bundle_dir: Path) -> None:
+    source = tmp_path / "patient-folder"
+    source.mkdir()
+    (source / "empty.jpg").write_bytes(b"")
+    out = tmp_path / "out"
+
+    assert main(["--source", str(source), "--out", str(out), "--bundle", str(bundle_dir),
+                 "--headless", "--log-level", "ERROR"]) == 4
+
+    record_path = next((out / "records").glob("*-*-*/*/record.json"))
+    record = json.loads(record_path.read_text(encoding="utf-8"))
+    assert record["source"] == "empty.jpg"
+    assert "patient-folder" not in record_path.read_text(encoding="utf-8")
+    assert "empty.jpg" in record["error"]
+
+
+def _orientation_files(folder: Path) -> Image.Image:
+    upright = _noise(np.random.default_rng(11), 96, 64)
+    upright.save(folder / "upright.png")
+    for orientation, transpose in STORED_FROM_UPRIGHT.items():
+        stored = upright if transpose is None else upright.transpose(transpose)
+        exif = Image.Exif()
+        exif[EXIF_ORIENTATION_TAG] = orientation
+        # PNG is lossless, so the restored pixels can be compared exactly.
+        stored.save(folder / f"orientation_{orientation}.png", exif=exif)
+    return upright
+
+
+def test_exif_orientation_restores_upright_pixels(tmp_path: Path) -> None:
+    upright = _orientation_files(tmp_path)
+
+    for orientation in STORED_FROM_UPRIGHT:
+        loaded = load_rgb(tmp_path / f"orientation_{orientation}.png")
+        assert loaded.size == upright.size, orientation
+        assert np.array_equal(np.asarray(loaded), np.asarray(upright)), orientation
+
+
+def test_exif_orientations_give_upright_probability(tmp_path: Path, bundle_dir: Path) -> None:
+    source = tmp_path / "images"
+    source.mkdir()
+    upright = _orientation_files(source)
+    # The same pixels turned without an EXIF tag: the model must see a different picture,
+    # otherwise equal probabilities below would prove nothing.
+    upright.transpose(Image.Transpose.ROTATE_90).save(source / "turned_no_exif.png")
+    out = tmp_path / "out"
+
+    assert main(["--source", str(source), "--out", str(out), "--bundle", str(bundle_dir),
+                 "--headless", "--log-level", "WARNING"]) == 0
+
+    results = _results(out)
+    expected = results["upright.png"]["probability"]
+    assert results["turned_no_exif.png"]["probability"] != expected
+    for orientation in STORED_FROM_UPRIGHT:
+        assert results[f"orientation_{orientation}.png"]["probability"] == expected, orientation
