@@ -16,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from device_bundle import build_bundle
 from PIL import Image
 
 from cadr_device.cli import main
 from cadr_device.images import load_rgb
-from device_bundle import build_bundle
 
 pytestmark = pytest.mark.slow
 
