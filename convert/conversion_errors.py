@@ -32,7 +32,5 @@ class GateError(ConversionError):
     exit_code = EXIT_GATE
 
 
-class TargetUnavailableError(ConversionError):
+class TargetUnavailableError(InputError):
     """An accelerator target was requested but its module is not installed."""
-
-    exit_code = EXIT_INPUT

@@ -121,7 +121,7 @@ def convert_int8(request: ConversionRequest) -> ConversionResult:
         ConversionError: If conversion or the final bundle check fails.
     """
     output_dir.check_destination(request.out, request.force)
-    _check_targets(request.targets)
+    target_module = _target_module(request.targets)
     signing_key = load_signing_key(request.signing_key, request.demonstration_only)
 
     source = load_source_model(request.model)
@@ -186,7 +186,7 @@ def convert_int8(request: ConversionRequest) -> ConversionResult:
             gate=request.gate, bundle_dir=staging, normalisation=settings.normalisation,
             input_size=settings.input_size, seed=request.seed,
         )
-        accelerators = _run_targets(request.targets, context, report)
+        accelerators = _run_targets(target_module, request.targets, context, report)
 
         report["status"] = "accepted"
         write_report(staging, report)
@@ -206,11 +206,28 @@ def convert_int8(request: ConversionRequest) -> ConversionResult:
     return ConversionResult(request.out, report, validation)
 
 
-def _check_targets(targets: tuple[str, ...]) -> None:
+def _target_module(targets: tuple[str, ...]) -> Any:
+    """Check the target names and import ``cadr_convert.targets`` when an accelerator is asked for.
+
+    The import happens before any conversion work, so a missing module fails in seconds.
+    """
     for target in targets:
         if target not in (CPU_TARGET, *ACCELERATOR_TARGETS):
             raise InputError(f"unknown target {target!r}; choose from "
                              f"{[CPU_TARGET, *ACCELERATOR_TARGETS]}")
+    accelerators = [t for t in targets if t != CPU_TARGET]
+    if not accelerators:
+        return None
+
+    try:
+        return import_module("cadr_convert.targets")
+    except ModuleNotFoundError as e:
+        if e.name != "cadr_convert.targets":
+            raise
+        raise TargetUnavailableError(
+            f"target {accelerators[0]!r} is not available: cadr_convert.targets is not "
+            "installed; build without --target or install the accelerator toolchain"
+        ) from e
 
 
 def _load_calibration(request: ConversionRequest, rule: PreprocessRule) -> ImageSet:
@@ -232,22 +249,13 @@ def _compare(labels: np.ndarray, float_probabilities: np.ndarray,
         raise InputError(f"validation set: {e}") from e
 
 
-def _run_targets(targets: tuple[str, ...], context: ConversionContext,
+def _run_targets(module: Any, targets: tuple[str, ...], context: ConversionContext,
                  report: dict[str, Any]) -> dict[str, Any]:
     """Build each accelerator target and collect its manifest entry and report section."""
     accelerators: dict[str, Any] = {}
     names = [t for t in dict.fromkeys(targets) if t != CPU_TARGET]
     if not names:
         return accelerators
-
-    try:
-        module = import_module("cadr_convert.targets")
-    except ModuleNotFoundError as e:
-        if e.name != "cadr_convert.targets":
-            raise
-        raise TargetUnavailableError(
-            f"target {names[0]!r} is not available: cadr_convert.targets is not installed"
-        ) from e
 
     report["accelerators"] = {}
     for name in names:
