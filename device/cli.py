@@ -172,6 +172,11 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--records", type=Path, default=None,
                          help=f"records folder (default: the configuration's, else "
                          f"{DEFAULT_RECORDS_DIR})")
+        sub.add_argument("--runtime-dir", type=Path, default=None,
+                         help="folder of the app's pid file (default: runtime.directory of "
+                         "the configuration, /run/cadr)")
+        if name == "run":
+            _add_camera_run_options(sub)
 
     records = commands.add_parser("records", help="list or export capture records")
     actions = records.add_subparsers(dest="records_command", metavar="ACTION", required=True)
@@ -196,6 +201,17 @@ def _add_common(group: argparse._ActionsContainer) -> None:
     group.add_argument("--locale", choices=("ja", "en"), default=None,
                        help="display language of results (default: from CADR_LOCALE, LC_ALL, "
                        "LC_MESSAGES or LANG; English unless it starts with 'ja')")
+
+
+def _add_camera_run_options(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--replay", type=Path, default=None,
+                     help="serve this image file or folder as camera frames instead of the "
+                     "Raspberry Pi camera (sets camera.source: replay)")
+    sub.add_argument("--overlay-dir", type=Path, default=None,
+                     help="write every rendered viewfinder (frame and overlay) to PNG files "
+                     "in this folder (viewfinder.render_dir)")
+    sub.add_argument("--max-frames", type=_positive_int, default=None,
+                     help="stop after this many viewfinder frames (for tests and demos)")
 
 
 def _positive_int(text: str) -> int:
