@@ -1,0 +1,309 @@
+"""``cadr-device`` replay end to end: table, outputs, records, startup refusals, subcommands."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from device_bundle import DEMO_KEY, THRESHOLD, build_bundle
+from PIL import Image
+
+from cadr_convert.bundle_writer import write_manifest
+from cadr_convert.signing import load_private_key, sign_bundle
+from cadr_device import cli
+from cadr_device.errors import BundleError
+
+pytestmark = pytest.mark.slow
+
+RECORD_FIELDS = (
+    "capture_id", "status", "captured_at", "recorded_at", "source", "model_id", "model",
+    "demonstration_only", "runtime", "backend", "probability", "threshold",
+    "target_sensitivity", "label", "positive", "inference_ms", "app_version", "notices",
+)
+
+
+@pytest.fixture(scope="module")
+def bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_bundle(tmp_path_factory.mktemp("bundle"))
+
+
+@pytest.fixture
+def images(tmp_path: Path) -> Path:
+    folder = tmp_path / "images"
+    (folder / "ward-b").mkdir(parents=True)
+    rng = np.random.default_rng(5)
+    for number, name in enumerate(("a.jpg", "b.png", "ward-b/c.jpg")):
+        size = (160 + 40 * number, 120)
+        pixels = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / name, quality=92)
+    (folder / ".hidden.jpg").write_bytes(b"skipped: hidden files are not screened")
+    return folder
+
+
+def _replay(images: Path, out: Path, bundle: Path, *extra: str) -> int:
+    return cli.main(["--source", str(images), "--out", str(out), "--bundle", str(bundle),
+                     "--headless", "--log-level", "WARNING", *extra])
+
+
+def _resign(bundle: Path, change: dict[str, object]) -> None:
+    manifest = yaml.safe_load((bundle / "manifest.yaml").read_text(encoding="utf-8"))
+    manifest.pop("files")
+    manifest.update(change)
+    write_manifest(bundle, manifest)
+    sign_bundle(bundle, load_private_key(DEMO_KEY))
+
+
+def test_console_script_prints_table(tmp_path: Path, images: Path, bundle_dir: Path) -> None:
+    script = Path(sys.executable).with_name("cadr-device")
+    out = tmp_path / "out"
+
+    run = subprocess.run(
+        [str(script), "--source", str(images), "--out", str(out), "--headless",
+         "--bundle", str(bundle_dir), "--locale", "en"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )
+
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert lines[0].split() == ["File", "Label", "Probability", "Threshold", "Decision",
+                                "Inference", "(ms)", "Status"]
+    rows = [line for line in lines if line.startswith(("a.jpg", "b.png", "ward-b/c.jpg"))]
+    assert len(rows) == 3
+    for row in rows:
+        cells = row.split()
+        assert cells[1] in ("severe", "non-severe")
+        assert 0.0 <= float(cells[2]) <= 1.0
+        assert cells[3] == f"{THRESHOLD:.2f}"
+        assert cells[-1] == "ok"
+    assert "3 images: 3 screened, 0 failed" in lines
+    assert "Model: cadr-test@0.0.1" in lines
+    assert "Threshold 0.37 (chosen for 90% sensitivity)" in lines
+    assert "Demonstration model – not for clinical use" in lines
+    assert lines[-1] == "Screening aid, not a diagnosis"
+    assert "Loaded TFLite runtime ai-edge-litert" in run.stderr
+    assert "Self-test passed for cadr-test@0.0.1" in run.stderr
+
+
+def test_replay_writes_records_annotated_and_results(tmp_path: Path, images: Path,
+                                                     bundle_dir: Path) -> None:
+    out = tmp_path / "out"
+
+    assert _replay(images, out, bundle_dir) == 0
+
+    results = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert [r["file"] for r in results] == ["a.jpg", "b.png", "ward-b/c.jpg"]
+    sha256 = yaml.safe_load((bundle_dir / "manifest.yaml").read_text())["files"]["model.tflite"]
+
+    for result in results:
+        record = json.loads(Path(result["record"]).read_text(encoding="utf-8"))
+        for field in RECORD_FIELDS:
+            assert field in record, field
+        assert record["source"] == Path(result["file"]).name
+        assert record["model"] == {"name": "cadr-test", "version": "0.0.1", "sha256": sha256,
+                                   "file": "model.tflite"}
+        assert record["demonstration_only"] is True
+        assert record["backend"] == "cpu"
+        assert record["runtime"].startswith("ai-edge-litert ")
+        assert record["target_sensitivity"] == 0.9
+        assert record["probability"] == result["probability"]
+        assert record["label"] in ("severe", "non_severe")
+        assert record["positive"] == (record["probability"] >= THRESHOLD)
+        assert record["captured_at"].endswith("Z")
+        assert "Demonstration model – not for clinical use" in record["notices"]
+        assert "Screening aid, not a diagnosis" in record["notices"]
+        annotated = out / "annotated" / f"{result['capture_id']}_{Path(result['file']).stem}.jpg"
+        assert Image.open(annotated).format == "JPEG"
+
+
+def test_japanese_table(tmp_path: Path, images: Path, bundle_dir: Path,
+                        capsys: pytest.CaptureFixture[str]) -> None:
+    assert _replay(images, tmp_path / "out", bundle_dir, "--locale", "ja") == 0
+
+    printed = capsys.readouterr().out
+    assert printed.splitlines()[0].split()[:3] == ["ファイル", "結果", "確率"]
+    assert "重症" in printed or "非重症" in printed
+    assert "閾値 0.37（感度 90% を目標に設定）" in printed
+    assert "デモ用モデル – 臨床使用不可" in printed
+    assert "スクリーニング補助であり診断ではありません" in printed
+
+
+def test_selftest_mismatch_refuses_to_screen(tmp_path: Path, images: Path,
+                                             bundle_dir: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    bundle = tmp_path / "bundle"
+    shutil.copytree(bundle_dir, bundle)
+    manifest = yaml.safe_load((bundle / "manifest.yaml").read_text())
+    cases = manifest["selftest"]["cases"]
+    cases[0]["probability"] = (cases[0]["probability"] + 0.5) % 1.0  # off by 0.5
+    _resign(bundle, {"selftest": manifest["selftest"]})
+    out = tmp_path / "out"
+
+    assert _replay(images, out, bundle) == 6
+
+    error = capsys.readouterr().err
+    assert "self-test probability" in error
+    assert "golden_00.png" in error
+    assert "screening is disabled" in error
+    assert not (out / "results.jsonl").exists()
+    assert not (out / "records" / "index.jsonl").exists()
+
+
+def test_tampered_model_is_rejected(tmp_path: Path, images: Path, bundle_dir: Path,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    bundle = tmp_path / "bundle"
+    shutil.copytree(bundle_dir, bundle)
+    model = bundle / "model.tflite"
+    data = bytearray(model.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    model.write_bytes(bytes(data))
+
+    assert _replay(images, tmp_path / "out", bundle) == 3
+
+    error = capsys.readouterr().err
+    assert "model.tflite" in error
+    assert "sha256" in error
+
+
+def test_untrusted_signer_is_rejected(tmp_path: Path, images: Path, bundle_dir: Path,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    from cadr_convert.signing import generate_keypair
+
+    keys = tmp_path / "keys"
+    generate_keypair(tmp_path / "other.pem", keys / "other.pub")
+
+    code = _replay(images, tmp_path / "out", bundle_dir, "--keys", str(keys))
+
+    assert code == 3
+    assert "not among the trusted keys" in capsys.readouterr().err
+
+
+def test_torn_results_line_is_repaired(tmp_path: Path, images: Path, bundle_dir: Path) -> None:
+    out = tmp_path / "out"
+    assert _replay(images, out, bundle_dir) == 0
+    results = out / "results.jsonl"
+    whole = results.read_bytes()
+    results.write_bytes(whole + b'{"file":"d.jpg","capt')  # power cut mid-append
+
+    assert _replay(images, out, bundle_dir, "--force") == 0
+
+    lines = results.read_bytes().splitlines()
+    assert len(lines) == 6
+    assert all(json.loads(line)["status"] == "ok" for line in lines)
+    assert results.read_bytes().startswith(whole)
+
+
+def test_existing_results_need_force(tmp_path: Path, images: Path, bundle_dir: Path,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    assert _replay(images, out, bundle_dir) == 0
+
+    with pytest.raises(SystemExit) as raised:
+        _replay(images, out, bundle_dir)
+
+    assert raised.value.code == 2
+    assert "--force" in capsys.readouterr().err
+
+
+def test_bundle_path_resolution_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    system = tmp_path / "system"
+    repository = tmp_path / "repository"
+    monkeypatch.setattr(cli, "SYSTEM_BUNDLE", system)
+    monkeypatch.setattr(cli, "REPOSITORY_BUNDLE", repository)
+    monkeypatch.delenv(cli.BUNDLE_ENV, raising=False)
+
+    with pytest.raises(BundleError, match="no bundle found"):
+        cli.resolve_bundle_path(None)
+    repository.mkdir()
+    assert cli.resolve_bundle_path(None) == repository
+    system.mkdir()
+    assert cli.resolve_bundle_path(None) == system
+    monkeypatch.setenv(cli.BUNDLE_ENV, str(tmp_path / "from-env"))
+    assert cli.resolve_bundle_path(None) == tmp_path / "from-env"
+    assert cli.resolve_bundle_path(tmp_path / "explicit") == tmp_path / "explicit"
+
+
+def test_bundle_from_environment(tmp_path: Path, images: Path, bundle_dir: Path,
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(cli.BUNDLE_ENV, str(bundle_dir))
+    out = tmp_path / "out"
+
+    code = cli.main(["--source", str(images / "a.jpg"), "--out", str(out), "--headless",
+                     "--log-level", "WARNING"])
+
+    assert code == 0
+    assert json.loads((out / "results.jsonl").read_text())["model_id"] == "cadr-test@0.0.1"
+
+
+def test_records_list_and_export(tmp_path: Path, images: Path, bundle_dir: Path,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    assert _replay(images, out, bundle_dir) == 0
+    capsys.readouterr()
+
+    assert cli.main(["records", "list", "--out", str(out), "--json"]) == 0
+    entries = json.loads(capsys.readouterr().out)
+    assert [e["source"] for e in entries] == ["a.jpg", "b.png", "c.jpg"]
+
+    assert cli.main(["records", "list", "--records", str(out / "records")]) == 0
+    listing = capsys.readouterr().out
+    assert "3 records in" in listing
+    assert entries[0]["capture_id"] in listing
+
+    dest = tmp_path / "usb"
+    assert cli.main(["records", "export", str(dest), "--out", str(out)]) == 0
+    assert "3 records exported" in capsys.readouterr().out
+    assert len((dest / "index.jsonl").read_text().splitlines()) == 3
+
+
+def test_records_list_missing_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["records", "list", "--records", str(tmp_path / "none")]) == 7
+    assert "no records folder" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(importlib.util.find_spec("cadr_device.app") is not None,
+                    reason="the camera module is installed, so 'run' starts the camera app")
+def test_run_without_camera_module(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["run", "--config", "/nonexistent.yaml"]) == 1
+    assert "cadr_device.app" in capsys.readouterr().err
+
+
+@pytest.fixture
+def tiny_filesystem(tmp_path: Path) -> Iterator[Path]:
+    """A real 1 MiB tmpfs; skipped where mounting is not permitted."""
+    mount_point = tmp_path / "small"
+    mount_point.mkdir()
+    mount = shutil.which("mount")
+    umount = shutil.which("umount")
+    if os.geteuid() != 0 or mount is None or umount is None:
+        pytest.skip("mounting a 1 MiB tmpfs needs root and mount(8)")
+    mounted = subprocess.run([mount, "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount_point)],
+                             capture_output=True, text=True, timeout=30, check=False)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount tmpfs here: {mounted.stderr.strip()}")
+    yield mount_point
+    subprocess.run([umount, str(mount_point)], capture_output=True, timeout=30, check=True)
+
+
+def test_full_disk_stops_replay(tiny_filesystem: Path, images: Path, bundle_dir: Path,
+                                capsys: pytest.CaptureFixture[str]) -> None:
+    out = tiny_filesystem / "out"
+
+    assert _replay(images, out, bundle_dir) == 7
+
+    error = capsys.readouterr().err
+    assert "disk is full" in error
+    assert "not saved" in error
+    assert not list((out / "records").glob("*-*-*/*"))
+    results = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert len(results) == 1
+    assert results[0]["status"] == "failed"
+    assert results[0]["record"] is None
