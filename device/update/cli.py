@@ -18,6 +18,7 @@ from cadr_device.update.config import (
 )
 from cadr_device.update.errors import EXIT_OK, NotNewerError, UpdateError
 from cadr_device.update.install import ScanSummary, Updater
+from cadr_device.update.usb import scan_device
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +36,8 @@ exit codes:
   16  the install root cannot be read or written (missing, read-only, disk full)
   17  recover found no verified bundle: the device has nothing to run
   18  rollback found no verified previous bundle
-scan returns the code of the first failed package, else 0 when it installed one, else 11.
+scan and scan-device return the code of the first failed package, else 0 when they
+installed one, else 11.
 """
 
 
@@ -79,6 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("directory", type=Path, help="directory to scan (inbox or USB stick)")
     scan.add_argument("--archive", type=Path, default=None,
                       help="move each processed package here (use for a watched inbox)")
+    device = commands.add_parser("scan-device", help="mount a USB storage device read-only, "
+                                 "scan it and unmount it (used by cadr-update-usb@.service)")
+    device.add_argument("device", type=Path, help="block device, for example /dev/sda1")
+    device.add_argument("--mount-dir", type=Path, required=True,
+                        help="empty directory to mount it on")
     commands.add_parser("status", help="print the current bundle, installed bundles and the "
                         "last attempt as JSON")
     commands.add_parser("rollback", help="switch back to the previous bundle")
@@ -123,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
             updater.install(args.package)
         elif args.command == "scan":
             return _scan_exit_code(updater.scan(args.directory, args.archive))
+        elif args.command == "scan-device":
+            return _scan_exit_code(scan_device(updater, args.device, args.mount_dir))
         elif args.command == "rollback":
             updater.rollback()
         elif args.command == "recover":
