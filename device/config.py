@@ -92,15 +92,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("model.bundle", "/var/lib/cadr/bundles/current", "path",
             "Model bundle directory made by cadr-convert."),
     Setting("model.keys", "/etc/cadr/keys", "path",
-            "Directory of trusted public keys (*.pub); the keys shipped with the app are used "
-            "when it does not exist."),
+            "Directory of trusted public keys (`*.pub` files); the keys shipped with the app "
+            "are used when it does not exist."),
     Setting("model.backend", "auto", "str",
             "Inference back-end; auto tries an accelerator and falls back to the CPU.",
             choices=("auto", "cpu", "edgetpu", "imx500")),
     Setting("model.num_threads", 2, "int",
             "CPU threads of the interpreter, fixed when it is built.", minimum=1, maximum=16),
     Setting("records.directory", "/var/lib/cadr/records", "path",
-            "Where capture records (still JPEG, model crop, JSON) are written."),
+            "Where capture records (still JPEG, annotated copy, record.json) are written."),
     Setting("records.min_free_mb", 200, "int",
             "A capture is rejected when less free space than this remains, in MiB.",
             minimum=1, maximum=1_000_000),
@@ -120,7 +120,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("camera.lores_size", [320, 240], "size",
             "Low-resolution stream size for live inference, in pixels."),
     Setting("camera.lores_format", "YUV420", "str",
-            "Pixel format of the lores stream; Raspberry Pi 4 and older need YUV420.",
+            "Pixel format of the lores stream; picamera2 0.3 accepts only YUV420 on VC4 "
+            "boards (Raspberry Pi 4 and older).",
             choices=("YUV420", "RGB888", "BGR888", "XRGB8888", "XBGR8888")),
     Setting("camera.main_format", "XBGR8888", "str", "Pixel format of the main stream.",
             choices=("RGB888", "BGR888", "XRGB8888", "XBGR8888")),

@@ -112,8 +112,11 @@ class KeyboardTrigger:
         return True
 
     def _read(self) -> None:
-        for _line in self.stream:
-            self.triggers.put("keyboard")
+        try:
+            for _line in self.stream:
+                self.triggers.put("keyboard")
+        except (OSError, ValueError) as e:  # the terminal hung up or was closed
+            logger.info("Keyboard trigger stopped: %s", e)
 
 
 class SignalTrigger:
