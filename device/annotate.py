@@ -1,8 +1,8 @@
 """The wording of a result and the annotated still that carries it.
 
 :func:`result_lines` and :func:`banner_lines` are the single source of the result
-wording; the camera's viewfinder overlay and the replay table use them too, so every
-screen says the same thing. :func:`annotate` draws onto a copy of the still: the
+wording. The camera's viewfinder overlay and the replay table use them too, so every
+screen shows the same words. :func:`annotate` draws onto a copy of the still: the
 framing crop the model saw, a demonstration banner above the photo when the bundle is a
 demonstration model, and the result lines in a band below it, so no text covers the
 lesion. The label is written out, never shown by colour alone.

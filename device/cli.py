@@ -113,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.source is None or args.out is None:
                 parser.error("replay needs --source and --out (or use a subcommand)")
             if _has_results(args.out) and not args.force:
-                parser.error(f"{args.out} already holds results of an earlier run; pass "
+                parser.error(f"{args.out} already contains results of an earlier run; pass "
                              "--force to add this run to them, or choose another --out")
             return replay(args)
         handler = {"run": _run_camera, "capture": _request_capture,
@@ -155,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 help="do not open a preview window; replay never opens one "
                                 "in this version, so this flag only documents intent")
     replay_options.add_argument("--force", action="store_true",
-                                help="allow an --out folder that already holds results; this "
+                                help="allow an --out folder that already contains results; this "
                                 "run is appended to them and no record is deleted")
     _add_common(replay_options)
     replay_options.add_argument("--threads", type=_positive_int, default=DEFAULT_THREADS,
@@ -300,13 +300,13 @@ def replay(args: argparse.Namespace) -> int:
 
 def _screen_file(screening: Screening, path: Path, source_root: Path, out: Path) -> Row:
     start = time.perf_counter()
-    shown = _display_name(path, source_root)
+    display_name = _display_name(path, source_root)
     try:
         image = load_rgb(path)
     except ImageError as e:
         # Records keep base names only, so the folder path leaves the message.
         result = screening.screen_failed(path.name, str(e).replace(str(e.path), path.name, 1))
-        return Row(shown, result, (time.perf_counter() - start) * 1000.0)
+        return Row(display_name, result, (time.perf_counter() - start) * 1000.0)
 
     result = screening.screen(image, source=path.name)
     if result.annotated_path is not None:
@@ -315,7 +315,7 @@ def _screen_file(screening: Screening, path: Path, source_root: Path, out: Path)
             atomic_write(target, result.annotated_path.read_bytes())
         except OSError as e:
             raise RecordError(f"{target}: cannot write the annotated copy ({e.strerror})") from e
-    return Row(shown, result, (time.perf_counter() - start) * 1000.0)
+    return Row(display_name, result, (time.perf_counter() - start) * 1000.0)
 
 
 def _has_results(out: Path) -> bool:
@@ -410,8 +410,8 @@ def _records(args: argparse.Namespace) -> int:
         return EXIT_OK
     for entry in entries:
         probability = entry.get("probability")
-        shown = "-" if probability is None else f"{probability:.3f}"
-        print(f"{entry['capture_id']}  {entry.get('status', '-'):6}  {shown:>5}  "
+        probability_text = "-" if probability is None else f"{probability:.3f}"
+        print(f"{entry['capture_id']}  {entry.get('status', '-'):6}  {probability_text:>5}  "
               f"{entry.get('label') or '-':12}  {entry.get('model_id') or '-'}  "
               f"{entry.get('source') or '-'}")
     print(f"{len(entries)} records in {root}")
