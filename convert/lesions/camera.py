@@ -47,7 +47,7 @@ def choose_camera(rng: np.random.Generator) -> CameraParams:
         defocus_px=float(rng.choice([0.0, rng.uniform(0.3, 1.0), rng.uniform(1.0, 2.2)])),
         motion_px=motion,
         motion_angle=float(rng.uniform(0.0, np.pi)),
-        exposure=float(np.exp(rng.normal(0.0, 0.18))),
+        exposure=float(np.clip(np.exp(rng.normal(0.0, 0.15)), 0.7, 1.3)),
         white_balance=tuple(float(g) for g in rng.normal(1.0, 0.06, 3)),  # type: ignore[arg-type]
         noise_sigma=float(rng.uniform(0.004, 0.03)),
         glare=bool(rng.random() < GLARE_PROBABILITY),
@@ -56,14 +56,16 @@ def choose_camera(rng: np.random.Generator) -> CameraParams:
 
 
 def rotate_crop(rgb: np.ndarray, angle_deg: float, size: int) -> np.ndarray:
-    """Rotate a square frame about its centre and cut the central ``size`` square out of it."""
-    channels = [
-        Image.fromarray(np.ascontiguousarray(rgb[..., c])).rotate(angle_deg, Image.Resampling.BILINEAR)
-        for c in range(3)
-    ]
-    offset = (rgb.shape[0] - size) // 2
-    stacked = np.stack([np.asarray(ch, dtype=np.float32) for ch in channels], axis=-1)
-    return stacked[offset:offset + size, offset:offset + size]
+    """Rotate a square (H, W, 3) frame about its centre and cut out the central ``size`` square."""
+    return np.stack([rotate_crop_layer(rgb[..., c], angle_deg, size) for c in range(3)], axis=-1)
+
+
+def rotate_crop_layer(layer: np.ndarray, angle_deg: float, size: int) -> np.ndarray:
+    """Rotate a square 2-D float layer about its centre and cut out the central ``size`` square."""
+    rotated = Image.fromarray(np.ascontiguousarray(layer, dtype=np.float32)).rotate(
+        angle_deg, Image.Resampling.BILINEAR)
+    offset = (layer.shape[0] - size) // 2
+    return np.asarray(rotated, dtype=np.float32)[offset:offset + size, offset:offset + size]
 
 
 def apply_optics(rgb: np.ndarray, params: CameraParams) -> np.ndarray:

@@ -45,7 +45,8 @@ class RenderedImage:
 
     Attributes:
         rgb: (size, size, 3) float32 sRGB in 0..1 after camera effects.
-        features: Coverage of each feature layer, in the same frame as ``rgb``.
+        features: Coverage of each feature layer, in the same frame as ``rgb``; empty
+            unless requested.
         fitzpatrick: Skin type 1..6.
         pattern_names: The lesion patterns drawn.
         jpeg_quality: The quality the file is saved with.
@@ -63,8 +64,17 @@ def image_rng(seed: int, label: str, index: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, LABELS.index(label), index]))
 
 
-def render(rng: np.random.Generator, label: str, size: int = DEFAULT_SIZE) -> RenderedImage:
-    """Draw one image of class ``label``: skin, lesions, lighting, then camera effects."""
+def render(rng: np.random.Generator, label: str, size: int = DEFAULT_SIZE,
+           with_features: bool = False) -> RenderedImage:
+    """Draw one image of class ``label``: skin, lesions, lighting, then camera effects.
+
+    Args:
+        rng: The image's random stream, from :func:`image_rng`.
+        label: One of :data:`LABELS`.
+        size: Side of the square image in pixels.
+        with_features: Also return the feature coverage layers (slower); they do not
+            change the drawn pixels.
+    """
     canvas_size = int(np.ceil(size * ROTATION_MARGIN))
     scale = float(rng.uniform(*SCALE_RANGE)) * size / DEFAULT_SIZE
     skin_params = skin.choose_skin(rng, scale)
@@ -79,11 +89,10 @@ def render(rng: np.random.Generator, label: str, size: int = DEFAULT_SIZE) -> Re
 
     settings = camera.choose_camera(rng)
     rgb = camera.rotate_crop(canvas.rgb, settings.rotation_deg, size)
-    features = {
-        name: camera.rotate_crop(np.repeat(layer[..., None], 3, axis=-1),
-                                 settings.rotation_deg, size)[..., 0]
-        for name, layer in canvas.features.items()
-    }
+    features = {}
+    if with_features:
+        features = {name: camera.rotate_crop_layer(layer, settings.rotation_deg, size)
+                    for name, layer in canvas.features.items()}
     rgb = camera.apply_optics(rgb, settings)
     rgb = camera.apply_sensor(rng, rgb, settings)
     return RenderedImage(rgb, features, skin_params.fitzpatrick, tuple(names),

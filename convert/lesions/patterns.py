@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+
 from cadr_convert.lesions.shapes import (
     Blob,
     gaussian_blur,
@@ -89,9 +90,11 @@ class Canvas:
         h, w = mask.shape
         self.relief[top:top + h, left:left + w] += mask * height
 
-    def blob(self, rng: np.random.Generator, cy: float, cx: float, radius: float,
+    def blob(self, rng: np.random.Generator, cy: float, cx: float, radius: float, *,
              irregularity: float, elongation: float = 1.0) -> Blob:
-        return Blob(rng, self.size, cy, cx, radius * self.scale, irregularity, elongation)
+        """Return an irregular shape centred at (cy, cx); ``radius`` is scaled by ``scale``."""
+        return Blob(rng, self.size, (cy, cx), radius * self.scale,
+                    irregularity=irregularity, elongation=elongation)
 
 
 def shade_relief(canvas: Canvas, light_angle: float) -> None:
@@ -130,7 +133,8 @@ def typical_targets(canvas: Canvas, rng: np.random.Generator) -> None:
     size = canvas.size
     count = int(rng.integers(5, 16))
     for cy, cx in scatter_points(rng, count, size):
-        blob = canvas.blob(rng, cy, cx, rng.uniform(10.0, 26.0), irregularity=rng.uniform(0.03, 0.1))
+        blob = canvas.blob(rng, cy, cx, rng.uniform(10.0, 26.0),
+                           irregularity=rng.uniform(0.03, 0.1))
         inner = rng.uniform(0.25, 0.38)
         middle = rng.uniform(0.58, 0.7)
         centre = blob.disc(softness=0.12) * blob.ring(-1.0, inner, 0.1)
@@ -204,8 +208,8 @@ def flaccid_blisters(canvas: Canvas, rng: np.random.Generator) -> None:
     size = canvas.size
     count = int(rng.integers(1, 5))
     for cy, cx in scatter_points(rng, count, size):
-        blob = canvas.blob(rng, cy, cx, rng.uniform(12.0, 32.0), irregularity=rng.uniform(0.15, 0.3),
-                           elongation=rng.uniform(1.0, 1.6))
+        blob = canvas.blob(rng, cy, cx, rng.uniform(12.0, 32.0),
+                           irregularity=rng.uniform(0.15, 0.3), elongation=rng.uniform(1.0, 1.6))
         canvas.tint(blob.ring(0.9, 1.3, 0.3) * 0.8, DUSKY, blob.top, blob.left)
         _blister_in(canvas, rng, blob, 1.0)
 
@@ -230,7 +234,8 @@ def erosions(canvas: Canvas, rng: np.random.Generator) -> None:
         wrinkles = 0.5 + 0.5 * streak_noise(rng, max(h, w), 2, max(4, max(h, w) // 3),
                                             rng.uniform(0.0, 180.0))[:h, :w]
         shade = 0.75 + 0.3 * wrinkles
-        epidermis = np.asarray(DETACHED_EPIDERMIS, dtype=np.float32)[None, None, :] * shade[..., None]
+        sheet_colour = np.asarray(DETACHED_EPIDERMIS, dtype=np.float32)
+        epidermis = sheet_colour[None, None, :] * shade[..., None]
         coverage = sheet * torn * 0.9
         canvas.blend(coverage, epidermis, blob.top, blob.left)
         canvas.raise_surface(coverage * wrinkles, 0.8, blob.top, blob.left)
@@ -291,7 +296,7 @@ def _blister_in(canvas: Canvas, rng: np.random.Generator, blob: Blob, extent: fl
 
 
 def _scattered_macules(canvas: Canvas, rng: np.random.Generator, count: int,
-                       tint: tuple[float, float, float], feature: str = "erythema",
+                       tint: tuple[float, float, float], *, feature: str = "erythema",
                        softness: float = 0.5) -> None:
     for cy, cx in scatter_points(rng, count, canvas.size, int(rng.integers(0, 4)), spread=0.18):
         blob = canvas.blob(rng, cy, cx, rng.uniform(2.0, 7.0), irregularity=0.35)

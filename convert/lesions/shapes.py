@@ -57,8 +57,10 @@ class Blob:
         distance: Normalised distance from the centre, shape of the bounding box.
     """
 
-    def __init__(self, rng: np.random.Generator, frame: int, cy: float, cx: float, radius: float,
-                 irregularity: float, elongation: float = 1.0, margin: float = 1.6) -> None:
+    def __init__(self, rng: np.random.Generator, frame: int, centre: tuple[float, float],
+                 radius: float, *, irregularity: float, elongation: float = 1.0,
+                 margin: float = 1.6) -> None:
+        cy, cx = centre
         reach = int(np.ceil(radius * max(1.0, elongation) * (1.0 + irregularity) * margin)) + 2
         self.top = max(0, int(cy) - reach)
         self.left = max(0, int(cx) - reach)

@@ -131,4 +131,8 @@ def illumination(rng: np.random.Generator, size: int) -> np.ndarray:
     curvature = 1.0 - rng.uniform(0.1, 0.6) * across ** 2
 
     vignette = 1.0 - rng.uniform(0.0, 0.35) * (xs ** 2 + ys ** 2)
-    return (gradient * curvature * vignette).astype(np.float32)
+
+    # Normalise so the brightest part of the frame is lit at most at full scale; the
+    # camera's exposure error is applied later.
+    light = gradient * curvature * vignette
+    return (light / max(float(light.max()), 1.0)).astype(np.float32)

@@ -1,0 +1,113 @@
+"""The classifier: a MobileNetV2 backbone with a width multiplier and one sigmoid unit.
+
+MobileNetV2 uses ReLU6, batch normalisation and depthwise-separable convolutions, which
+full-integer int8 conversion handles well. The backbone is always built with
+``weights=None``: nothing is downloaded; initial weights come only from a file the user
+passes.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+#: Batch-normalisation momentum for training from scratch. Keras's MobileNetV2 uses
+#: 0.999, whose moving statistics need thousands of steps to settle, longer than a
+#: short CPU training run.
+BATCH_NORM_MOMENTUM = 0.9
+
+#: Name of the output layer; its single unit is P(positive label).
+OUTPUT_NAME = "positive_probability"
+
+
+def build_model(height: int, width: int, alpha: float, dropout: float,
+                init_weights: Path | None = None) -> Any:
+    """Build the uncompiled classifier taking normalised (height, width, 3) float input.
+
+    Args:
+        height: Input height in pixels.
+        width: Input width in pixels.
+        alpha: MobileNetV2 width multiplier (0.35 gives about 0.4 M parameters).
+        dropout: Dropout rate before the output unit.
+        init_weights: Optional starting weights: a ``.keras`` model whose layers are
+            matched by name and shape, or a Keras weights file of the backbone (for
+            example MobileNetV2 "no top" weights with the same alpha).
+
+    Raises:
+        ValueError: If ``init_weights`` cannot be read or matches no layer.
+    """
+    import keras  # noqa: PLC0415 - TensorFlow loads only for training
+
+    backbone = keras.applications.MobileNetV2(
+        input_shape=(height, width, 3), alpha=alpha, include_top=False, weights=None,
+        pooling="avg",
+    )
+    for layer in backbone.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = BATCH_NORM_MOMENTUM
+
+    inputs = keras.Input(shape=(height, width, 3), name="normalised_pixels")
+    features = backbone(inputs)
+    features = keras.layers.Dropout(dropout, name="dropout")(features)
+    outputs = keras.layers.Dense(1, activation="sigmoid", name=OUTPUT_NAME)(features)
+    model = keras.Model(inputs, outputs, name=f"cadr_mobilenetv2_{alpha:g}_{height}x{width}")
+
+    if init_weights is not None:
+        _load_initial_weights(model, backbone, init_weights)
+    return model
+
+
+def _load_initial_weights(model: Any, backbone: Any, path: Path) -> None:
+    import keras  # noqa: PLC0415
+
+    if not path.is_file():
+        raise ValueError(f"{path}: initial weights file not found")
+
+    if path.suffix == ".keras":
+        try:
+            source = keras.models.load_model(path, compile=False)
+        except (OSError, ValueError) as e:
+            raise ValueError(f"{path}: cannot load as a Keras model ({e})") from e
+        copied = _copy_matching(source, model)
+        if copied == 0:
+            raise ValueError(f"{path}: no layer matches this model by name and weight shapes; "
+                             "pass a model of the same architecture, alpha and input size")
+        logger.info("Copied weights of %d layers from %s", copied, path)
+        return
+
+    try:
+        backbone.load_weights(path)
+    except (OSError, ValueError) as e:
+        raise ValueError(
+            f"{path}: cannot load as backbone weights ({e}); pass MobileNetV2 no-top weights "
+            "with the same alpha, or a .keras model"
+        ) from e
+    logger.info("Loaded backbone weights from %s", path)
+
+
+def _copy_matching(source: Any, target: Any) -> int:
+    """Copy weights between layers of the same name and shapes, also inside nested models."""
+    source_layers = {layer.name: layer for layer in _walk(source)}
+    copied = 0
+    for layer in _walk(target):
+        match = source_layers.get(layer.name)
+        if match is None or not layer.weights:
+            continue
+        values = match.get_weights()
+        if [v.shape for v in values] != [tuple(w.shape) for w in layer.weights]:
+            continue
+        layer.set_weights(values)
+        copied += 1
+    return copied
+
+
+def _walk(model: Any) -> list[Any]:
+    layers = []
+    for layer in model.layers:
+        layers.append(layer)
+        if hasattr(layer, "layers"):
+            layers.extend(_walk(layer))
+    return layers
