@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
 import os
 import shutil
@@ -269,11 +269,22 @@ def test_records_list_missing_folder(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "no records folder" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(importlib.util.find_spec("cadr_device.app") is not None,
-                    reason="the camera module is installed, so 'run' starts the camera app")
-def test_run_without_camera_module(capsys: pytest.CaptureFixture[str]) -> None:
+def test_run_without_camera_module(monkeypatch: pytest.MonkeyPatch,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    real_import = importlib.import_module
+
+    def import_without_app(name: str, package: str | None = None) -> object:
+        if name == "cadr_device.app":  # a replay-only build ships no camera module
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return real_import(name, package)
+
+    monkeypatch.setattr(cli.importlib, "import_module", import_without_app)
+
     assert cli.main(["run", "--config", "/nonexistent.yaml"]) == 1
-    assert "cadr_device.app" in capsys.readouterr().err
+    assert cli.main(["capture"]) == 1
+    error = capsys.readouterr().err
+    assert "'run' needs the camera module cadr_device.app" in error
+    assert "'capture' needs the camera module cadr_device.app" in error
 
 
 @pytest.fixture
