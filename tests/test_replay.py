@@ -10,6 +10,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -318,3 +319,26 @@ def test_full_disk_stops_replay(tiny_filesystem: Path, images: Path, bundle_dir:
     assert len(results) == 1
     assert results[0]["status"] == "failed"
     assert results[0]["record"] is None
+
+
+def test_replay_with_converter_bundle(tmp_path: Path, images: Path, tiny_bundle: Any,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    manifest = yaml.safe_load((tiny_bundle.bundle / "manifest.yaml").read_text())
+    out = tmp_path / "out"
+
+    code = cli.main(["--source", str(images), "--out", str(out), "--headless", "--bundle",
+                     str(tiny_bundle.bundle), "--keys", str(tiny_bundle.key_dir),
+                     "--log-level", "WARNING"])
+
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert f"Model: {manifest['name']}@{manifest['version']}" in printed
+    assert "Screening aid, not a diagnosis" in printed
+    if not manifest["demonstration_only"]:
+        assert "Demonstration model" not in printed
+    records = list((out / "records").glob("*-*-*/*/record.json"))
+    assert len(records) == 3
+    for path in records:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        assert record["demonstration_only"] is manifest["demonstration_only"]
+        assert record["threshold"] == manifest["decision"]["threshold"]
