@@ -145,10 +145,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="lowest level of log lines written to stderr (default: INFO)")
 
     replay_options = parser.add_argument_group("replay (default command)")
-    replay_options.add_argument("--source", type=Path,
+    replay_options.add_argument("--source", type=Path, metavar="PATH",
                                 help="image file, or folder walked recursively in sorted "
                                 "order (JPEG, PNG, WebP, BMP, TIFF)")
-    replay_options.add_argument("--out", type=Path,
+    replay_options.add_argument("--out", type=Path, metavar="DIR",
                                 help="output folder for records/, annotated/ and results.jsonl; "
                                 "created with mode 0700")
     replay_options.add_argument("--headless", action="store_true",
@@ -159,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 "run is appended to them and no record is deleted")
     _add_common(replay_options)
     replay_options.add_argument("--threads", type=_positive_int, default=DEFAULT_THREADS,
+                                metavar="N",
                                 help=f"CPU threads of the TFLite interpreter "
                                 f"(default: {DEFAULT_THREADS})")
 
@@ -192,10 +193,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_common(group: argparse._ActionsContainer) -> None:
-    group.add_argument("--bundle", type=Path, default=None,
+    group.add_argument("--bundle", type=Path, default=None, metavar="DIR",
                        help=f"model bundle folder (default: ${BUNDLE_ENV}, else {SYSTEM_BUNDLE}, "
                        f"else the demonstration bundle models/cadr-demo in a source checkout)")
-    group.add_argument("--keys", type=Path, default=None,
+    group.add_argument("--keys", type=Path, default=None, metavar="DIR",
                        help="folder of trusted public keys (*.pub) (default: /etc/cadr/keys if "
                        "it exists, else the keys shipped with the package)")
     group.add_argument("--locale", choices=("ja", "en"), default=None,
@@ -223,8 +224,9 @@ def _positive_int(text: str) -> int:
 
 def _add_records_location(sub: argparse.ArgumentParser) -> None:
     where = sub.add_mutually_exclusive_group()
-    where.add_argument("--out", type=Path, help="a replay output folder; uses OUT/records")
-    where.add_argument("--records", type=Path, default=None,
+    where.add_argument("--out", type=Path, metavar="DIR",
+                       help="a replay output folder; uses DIR/records")
+    where.add_argument("--records", type=Path, default=None, metavar="DIR",
                        help=f"records folder (default: {DEFAULT_RECORDS_DIR})")
 
 
