@@ -53,6 +53,10 @@ BUNDLE_FOLDER = "edgetpu"
 #: Time limit of one compilation, in seconds; the compiler's own default timer is 180 s.
 COMPILER_TIMEOUT_S = 300.0
 
+#: Extra seconds the subprocess may take after the compiler's own timer ran out, so the
+#: compiler can report its timeout before the process is killed.
+COMPILER_EXIT_GRACE_S = 30.0
+
 #: Smallest share of operations that must run on the Edge TPU. Below it the graph leaves
 #: the TPU early and most of the work would run on the CPU after a slow hand-over.
 MIN_TPU_OPERATION_FRACTION = 0.9
@@ -201,11 +205,11 @@ def compile_model(model: Path, out_dir: Path, compiler: str = COMPILER,
             "--timeout_sec", str(int(timeout_s)), str(model)]
     logger.info("Running %s", " ".join(argv))
     try:
-        completed = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s + 30.0,
-                                   check=False)
+        completed = subprocess.run(argv, capture_output=True, text=True,
+                                   timeout=timeout_s + COMPILER_EXIT_GRACE_S, check=False)
     except subprocess.TimeoutExpired as e:
-        raise ConversionError(f"edgetpu_compiler timed out after {timeout_s + 30.0:.0f} s on "
-                              f"{model}") from e
+        raise ConversionError(f"edgetpu_compiler timed out after "
+                              f"{timeout_s + COMPILER_EXIT_GRACE_S:.0f} s on {model}") from e
 
     output = completed.stdout + "\n" + completed.stderr
     compiled = out_dir / f"{model.stem}_edgetpu.tflite"
