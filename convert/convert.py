@@ -1,10 +1,15 @@
 """The int8 conversion pipeline behind ``cadr-convert --int8``, callable from Python.
 
-Steps: check the output path and signing key → load the model and merge settings →
-read calibration and validation images → fold normalisation and quantize → compare
-float and int8 on validation → quality gate → write the model, goldens, plots and
-accelerator files into a staging folder → report → manifest → sign → load the bundle
-back and run its self-test → move it into place.
+Steps, in order:
+
+1. Check the output path, the accelerator targets and the signing key.
+2. Load the model and merge options, sidecar and model shapes.
+3. Read the calibration and validation images.
+4. Fold the normalisation into the graph and quantize.
+5. Compare float and int8 on validation and apply the quality gate.
+6. Write the model, goldens, plots and accelerator files into a staging folder.
+7. Write the report and manifest, sign, load the bundle back and run its self-test.
+8. Move the staging folder into place.
 """
 
 from __future__ import annotations

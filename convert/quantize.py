@@ -1,7 +1,7 @@
 """Full-integer int8 conversion with a uint8 raw-pixel input, and running both models.
 
 The representative dataset is the calibration model inputs as float pixels 0..255. The
-converter sets the input tensor's quantization from the min and max it sees there, and
+converter sets the input tensor's quantization from the min and max recorded there, and
 identity quantization (scale 1.0, zero point 0) needs that range to be exactly [0, 255].
 Real photographs rarely contain both a 0 and a 255 in every channel, so the first
 calibration sample carries a range anchor: one pixel set to 0 and one to 255. Two pixels
@@ -22,9 +22,6 @@ from cadr_convert.progress import Progress
 from cadr_device.runtime import load_runtime
 
 logger = logging.getLogger(__name__)
-
-#: Batch size for float inference with Keras.
-FLOAT_BATCH_SIZE = 32
 
 #: Pixel values the range anchor writes, so the input calibration range is [0, 255].
 ANCHOR_LOW = 0

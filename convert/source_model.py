@@ -26,7 +26,7 @@ _HASH_CHUNK_BYTES = 1024 * 1024
 
 @dataclass(frozen=True)
 class SourceModel:
-    """A loaded source model and what its shapes say.
+    """A loaded source model with the input size and output kind read from its shapes.
 
     Attributes:
         model: The Keras model, or a ``keras.layers.TFSMLayer`` for a SavedModel.

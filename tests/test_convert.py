@@ -256,3 +256,25 @@ def test_target_hook_adds_files_and_sections(tiny_bundle, tmp_path: Path, monkey
     assert context.validation_inputs.dtype == np.uint8
     assert context.validation_labels.shape == context.int8_probabilities.shape
     assert context.input_size == (32, 32)
+
+
+def test_saved_model_and_softmax_sources(tiny_bundle, tmp_path: Path) -> None:
+    import keras
+
+    model = keras.models.load_model(tiny_bundle.model, compile=False)
+    saved_model = tmp_path / "saved_model"
+    model.export(str(saved_model))
+    inputs = keras.Input((32, 32, 3))
+    probability = model(inputs)
+    softmax = keras.layers.Concatenate()([1.0 - probability, probability])
+    softmax_path = tmp_path / "softmax.keras"
+    keras.Model(inputs, softmax).save(softmax_path)
+
+    for source, kind in ((saved_model, "sigmoid"), (softmax_path, "softmax")):
+        out = tmp_path / f"bundle_{kind}"
+        result = convert_int8(request_for(tiny_bundle, out, model=source))
+        bundle = load_bundle(out, Keyring.from_directory(tiny_bundle.key_dir))
+        assert bundle.manifest.model.output_kind == kind
+        assert bundle.manifest.model.positive_index == 1
+        assert result.validation.int8_auc >= 0.9
+        assert result.validation.max_abs_difference < 0.05

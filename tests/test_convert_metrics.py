@@ -20,8 +20,12 @@ from cadr_convert.validate import check_gate, compare
 def pairwise_auc(labels: np.ndarray, scores: np.ndarray) -> float:
     positives = scores[labels == 1]
     negatives = scores[labels == 0]
-    wins = sum(1.0 if p > n else 0.5 if p == n else 0.0
-               for p, n in itertools.product(positives, negatives))
+    wins = 0.0
+    for p, n in itertools.product(positives, negatives):
+        if p > n:
+            wins += 1.0
+        elif p == n:
+            wins += 0.5
     return wins / (positives.size * negatives.size)
 
 
