@@ -269,15 +269,19 @@ def replay(args: argparse.Namespace) -> int:
         0, or 4 when any image failed. A record that cannot be written stops the run
         with :class:`RecordError` (exit code 7).
     """
-    out: Path = args.out
-    make_private_dir(out / ANNOTATED_SUBDIR)
-    store = RecordStore(out / RECORDS_SUBDIR)
-    screening = prepare_screening(args, store)
     files = iter_image_files(args.source)
-    results_path = out / RESULTS_NAME
-    repair_torn_tail(results_path)
     if not files:
         raise ImageError(args.source, "no image files found (JPEG, PNG, WebP, BMP or TIFF)")
+
+    out: Path = args.out
+    try:
+        make_private_dir(out / ANNOTATED_SUBDIR)
+    except OSError as e:
+        raise RecordError(f"{out}: cannot create the output folder ({e.strerror})") from e
+    store = RecordStore(out / RECORDS_SUBDIR)
+    screening = prepare_screening(args, store)
+    results_path = out / RESULTS_NAME
+    repair_torn_tail(results_path)
     logger.info("Screening %d files from %s with model %s", len(files), args.source,
                 screening.model_id)
 

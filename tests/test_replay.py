@@ -342,3 +342,24 @@ def test_replay_with_converter_bundle(tmp_path: Path, images: Path, tiny_bundle:
         record = json.loads(path.read_text(encoding="utf-8"))
         assert record["demonstration_only"] is manifest["demonstration_only"]
         assert record["threshold"] == manifest["decision"]["threshold"]
+
+
+def test_missing_source_creates_nothing(tmp_path: Path, bundle_dir: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+
+    assert _replay(tmp_path / "no-such-folder", out, bundle_dir) == 4
+
+    assert "no-such-folder: no such file or folder" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_empty_source_folder(tmp_path: Path, bundle_dir: Path,
+                             capsys: pytest.CaptureFixture[str]) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("not an image suffix, so not listed")
+
+    assert _replay(empty, tmp_path / "out", bundle_dir) == 4
+
+    assert "no image files found" in capsys.readouterr().err
