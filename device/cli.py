@@ -66,6 +66,10 @@ SYSTEM_BUNDLE = Path("/var/lib/cadr/bundles/current")
 #: The demonstration bundle in a source checkout, relative to this package's folder.
 REPOSITORY_BUNDLE = Path(__file__).resolve().parent.parent / "models" / "cadr-demo"
 
+#: The same bundle relative to the working directory, for a non-editable install run
+#: from the checkout (``make demo``), where the package folder is in site-packages.
+WORKING_DIR_BUNDLE = Path("models") / "cadr-demo"
+
 BUNDLE_ENV = "CADR_BUNDLE"
 DEFAULT_CONFIG = Path("/etc/cadr/device.yaml")
 DEFAULT_RECORDS_DIR = Path("/var/lib/cadr/records")
@@ -233,6 +237,9 @@ def _add_records_location(sub: argparse.ArgumentParser) -> None:
 def resolve_bundle_path(explicit: Path | None) -> Path:
     """Return the bundle folder: ``explicit``, ``$CADR_BUNDLE``, the system one, the repository's.
 
+    The repository's demonstration bundle is looked up next to the package source, then
+    under the working directory. Every bundle is still verified against the trusted keys.
+
     Raises:
         BundleError: If no candidate exists, listing every place tried.
     """
@@ -241,11 +248,15 @@ def resolve_bundle_path(explicit: Path | None) -> Path:
     from_env = os.environ.get(BUNDLE_ENV)
     if from_env:
         return Path(from_env)
-    for candidate in (SYSTEM_BUNDLE, REPOSITORY_BUNDLE):
+
+    candidates = (SYSTEM_BUNDLE, REPOSITORY_BUNDLE, WORKING_DIR_BUNDLE.absolute())
+    for candidate in candidates:
         if candidate.is_dir():
+            logger.info("No --bundle or $%s given; using %s", BUNDLE_ENV, candidate)
             return candidate
-    raise BundleError(SYSTEM_BUNDLE, f"no bundle found (also tried ${BUNDLE_ENV} and "
-                      f"{REPOSITORY_BUNDLE}); pass --bundle with a folder made by cadr-convert")
+    tried = ", ".join(str(c) for c in candidates[1:])
+    raise BundleError(SYSTEM_BUNDLE, f"no bundle found (also tried ${BUNDLE_ENV}, {tried}); "
+                      "pass --bundle with a folder made by cadr-convert")
 
 
 def prepare_screening(args: argparse.Namespace, store: RecordStore) -> Screening:

@@ -220,9 +220,12 @@ def test_bundle_path_resolution_order(tmp_path: Path, monkeypatch: pytest.Monkey
     monkeypatch.setattr(cli, "SYSTEM_BUNDLE", system)
     monkeypatch.setattr(cli, "REPOSITORY_BUNDLE", repository)
     monkeypatch.delenv(cli.BUNDLE_ENV, raising=False)
+    monkeypatch.chdir(tmp_path)
 
     with pytest.raises(BundleError, match="no bundle found"):
         cli.resolve_bundle_path(None)
+    (tmp_path / "models" / "cadr-demo").mkdir(parents=True)
+    assert cli.resolve_bundle_path(None) == tmp_path / "models" / "cadr-demo"
     repository.mkdir()
     assert cli.resolve_bundle_path(None) == repository
     system.mkdir()
