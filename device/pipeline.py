@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import logging
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -116,8 +115,11 @@ class Screening:
                 missing and the CPU ran the model), stored in the record.
 
         Returns:
-            The result. It never raises for a bad still or a full disk: ``error`` says
-            what failed and the failure is recorded when the disk allows.
+            The result. A bad still or a full disk does not raise: ``error`` says what
+            failed, and the failure is recorded when the disk allows.
+
+        Raises:
+            ValueError: If ``capture_id`` is malformed or already has a record.
         """
         with self._lock:
             capture_id = capture_id or new_capture_id()
@@ -215,8 +217,3 @@ def _jpeg(image: Image.Image, quality: int) -> bytes:
     buffer = io.BytesIO()
     image.convert("RGB").save(buffer, format="JPEG", quality=quality)
     return buffer.getvalue()
-
-
-def elapsed_ms(start: float) -> float:
-    """Return milliseconds since ``start``, a :func:`time.perf_counter` value."""
-    return (time.perf_counter() - start) * 1000.0
