@@ -288,6 +288,9 @@ def test_tampered_file_rejected(workspace: UpdateWorkspace, valid_members: list)
     package = write_members(workspace.work / "tampered.cadrpkg", valid_members)
 
     assert_rejected(workspace, package, PackageError, "the package was altered or damaged")
+    last = audit_records(workspace.root)[-1]
+    assert last["claimed_version"] == "1.1.0"
+    assert last["claimed_signer"] == key_id(load_private_key(workspace.key_path).public_key())
 
 
 def test_tampered_package_manifest_rejected(workspace: UpdateWorkspace,

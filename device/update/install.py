@@ -53,6 +53,7 @@ from cadr_device.update.package import (
     PACKAGE_SUFFIX,
     VerifiedPackage,
     extract_package,
+    read_claims,
     read_package_identity,
     verify_package,
 )
@@ -135,6 +136,8 @@ class Updater:
             bundle_id = self._stage_and_test(verified)
             self._switch_and_confirm(verified, bundle_id)
         except UpdateError as e:
+            if "version" not in record:
+                record.update(read_claims(package_path, self.config.limits))
             outcome = "skipped" if isinstance(e, NotNewerError) else "failed"
             self.audit.append({**record, "outcome": outcome, "reason": e.reason,
                                "detail": str(e)})

@@ -160,6 +160,35 @@ def read_package_identity(path: Path, limits: PackageLimits) -> PackageManifest:
     return parse_package_manifest(data, path, limits)
 
 
+def read_claims(path: Path, limits: PackageLimits) -> dict[str, str]:
+    """Return the bundle, version and signer a package claims, unverified, for the audit log.
+
+    Returns an empty mapping for a package too damaged to say; never raises
+    :class:`PackageError`.
+    """
+    claims: dict[str, str] = {}
+    try:
+        with _open_package(path) as archive:
+            for _ in range(2):
+                member = archive.next()
+                if member is None:
+                    break
+                _check_member(path, member, limits)
+                data = _read_member(path, archive, member, limits.max_manifest_bytes)
+                document = json.loads(data.decode("utf-8"))
+                if member.name == PACKAGE_MANIFEST_NAME and isinstance(document, dict):
+                    bundle = document.get("bundle")
+                    if isinstance(bundle, dict):
+                        claims["claimed_bundle"] = str(bundle.get("name"))
+                        claims["claimed_version"] = str(bundle.get("version"))
+                elif member.name == PACKAGE_SIGNATURE_NAME and isinstance(document, dict):
+                    claims["claimed_signer"] = str(document.get("key_id"))
+    except (PackageError, tarfile.TarError, OSError, EOFError, UnicodeDecodeError,
+            json.JSONDecodeError):
+        pass
+    return claims
+
+
 def parse_package_manifest(data: bytes, path: Path, limits: PackageLimits) -> PackageManifest:
     """Parse and validate ``package.json`` bytes read from the package at ``path``.
 
