@@ -10,6 +10,8 @@ from __future__ import annotations
 import fcntl
 import gzip
 import os
+import resource
+import subprocess
 import sys
 import tarfile
 from pathlib import Path
@@ -445,3 +447,28 @@ def test_symlinked_package_file_rejected(workspace: UpdateWorkspace) -> None:
     link.symlink_to(workspace.package("1.1.0"))
 
     assert_rejected(workspace, link, PackageError, "not a regular file")
+
+
+def test_full_disk_during_extraction(workspace: UpdateWorkspace) -> None:
+    # RLIMIT_FSIZE makes every write past the limit fail with EFBIG (Python ignores
+    # SIGXFSZ), as a full disk fails with ENOSPC; the model is larger than the limit.
+    package = workspace.package("1.1.0")
+    model_size = max(info.size for info, _ in read_members(package))
+    limit = model_size // 2
+    assert limit > 4096
+    before = snapshot(workspace.root)
+
+    def limit_file_size() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    result = subprocess.run(
+        [sys.executable, "-m", "cadr_device.update.cli", "--root", str(workspace.root),
+         "--keys", str(workspace.keys), "--no-restart", "install", str(package)],
+        capture_output=True, text=True, timeout=300, check=False,
+        preexec_fn=limit_file_size,  # noqa: PLW1509 - sets one rlimit, no threads yet
+    )
+
+    assert result.returncode == 16, result.stderr
+    assert "free space" in result.stderr
+    assert snapshot(workspace.root) == before
+    assert audit_records(workspace.root)[-1]["reason"] == "store_error"
