@@ -24,6 +24,7 @@ import os
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,11 +84,19 @@ KNOWN_BAD_PAIRS: tuple[KnownBadPair, ...] = ()
 
 @dataclass(frozen=True)
 class DeviceRoots:
-    """Where device nodes and sysfs live; tests point these at fake trees."""
+    """Where device nodes, sysfs and dpkg's status live, and the access check; tests replace them.
+
+    Attributes:
+        dev: The device node folder.
+        sys_usb: sysfs' USB device folder.
+        dpkg_status: dpkg's status file, read for the libedgetpu version.
+        access: ``os.access``; root passes every access check, so tests stand in for it.
+    """
 
     dev: Path = Path("/dev")
     sys_usb: Path = Path("/sys/bus/usb/devices")
     dpkg_status: Path = DPKG_STATUS
+    access: Callable[[Path, int], bool] = os.access
 
 
 def build_edgetpu_classifier(
@@ -197,7 +206,7 @@ def _device_reason(roots: DeviceRoots, first_line: str) -> str:
         return ("no Edge TPU found: no /dev/apex_* (M.2 or PCIe) and no USB device "
                 "1a6e:089a or 18d1:9302; check the cable or card")
     for node in [*pcie, *usb]:
-        if node.exists() and not os.access(node, os.R_OK | os.W_OK):
+        if node.exists() and not roots.access(node, os.R_OK | os.W_OK):
             group = "apex" if node.name.startswith("apex_") else "plugdev"
             return (f"permission denied on {node}; add the cadr user to the '{group}' group "
                     "(Coral's udev rules set it) and restart")
