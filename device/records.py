@@ -283,7 +283,9 @@ class RecordStore:
         record_path = folder / RECORD_NAME
         try:
             document = json.loads(record_path.read_text(encoding="utf-8"))
-        except (FileNotFoundError, json.JSONDecodeError):
+        except (FileNotFoundError, UnicodeDecodeError, json.JSONDecodeError):
+            document = None
+        if not isinstance(document, dict):
             target = self.root / INCOMPLETE_DIR / folder.name
             make_private_dir(target.parent)
             os.replace(folder, target)
