@@ -286,6 +286,8 @@ class CameraApp:
             frame = self.camera.preview_frame()
         except ImageError as e:
             self.status.set(Condition.IMAGE_UNREADABLE, str(e), name=e.path.name)
+            if self.screening is not None:
+                self.screening.screen_failed(e.path.name, str(e))
             return self._advance_replay()
         self.frame_number += 1
         now = self._clock()
@@ -318,7 +320,6 @@ class CameraApp:
         except ReplayFinished:
             logger.info("Replay finished after %d files", len(self.camera.files))
             return False
-        self.status.clear(Condition.IMAGE_UNREADABLE)
         return True
 
     def _update_live(self) -> None:
@@ -377,8 +378,7 @@ class CameraApp:
         try:
             self.store.check_free_space(self.config.get("records.min_free_mb") * MIB)
         except RecordError as e:
-            logger.error("Capture %s rejected: %s", capture_id, e)
-            self.status.set(Condition.DISK_FULL, str(e))
+            self.status.set(Condition.DISK_FULL, f"capture {capture_id} rejected: {e}")
             return
         self.status.clear(Condition.DISK_FULL)
 
@@ -404,6 +404,7 @@ class CameraApp:
                             capture_id=capture_id)
             return
         self.status.clear(Condition.INFERENCE_FAILING)
+        self.status.clear(Condition.IMAGE_UNREADABLE)
         self.stats.inference_ms = result.prediction.inference_ms
         if result.error is not None:
             self.status.set(Condition.RECORD_FAILED, result.error, capture_id=capture_id)

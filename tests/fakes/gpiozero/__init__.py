@@ -21,11 +21,11 @@ class GPIOZeroError(Exception):
     """Base class of gpiozero's errors."""
 
 
-class BadPinFactory(GPIOZeroError, ImportError):
+class BadPinFactory(GPIOZeroError, ImportError):  # noqa: N818 - gpiozero's name
     """No pin factory could be loaded."""
 
 
-class PinInvalidPin(GPIOZeroError):
+class PinInvalidPin(GPIOZeroError):  # noqa: N818 - gpiozero's name
     """The pin number does not exist."""
 
 

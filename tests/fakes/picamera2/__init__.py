@@ -305,7 +305,8 @@ class Picamera2:
         config["display"] = display
         config["encode"] = encode
 
-    def create_preview_configuration(self, main: dict[str, Any] | None = None,
+    def create_preview_configuration(  # noqa: PLR0917 - picamera2's positional signature
+            self, main: dict[str, Any] | None = None,
                                      lores: dict[str, Any] | None = None, raw: Any = None,
                                      transform: Any = None, colour_space: Any = None,
                                      buffer_count: int = 4, controls: Any = None,
@@ -322,7 +323,8 @@ class Picamera2:
         self._add_display_and_encode(config, display, encode)
         return config
 
-    def create_still_configuration(self, main: dict[str, Any] | None = None,
+    def create_still_configuration(  # noqa: PLR0917 - picamera2's positional signature
+            self, main: dict[str, Any] | None = None,
                                    lores: dict[str, Any] | None = None, raw: Any = None,
                                    transform: Any = None, colour_space: Any = None,
                                    buffer_count: int = 1, controls: Any = None,
