@@ -19,6 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
 from cadr_convert.bundle_writer import write_manifest
 from cadr_convert.signing import SigningError, sign_bundle, sign_bytes
 from cadr_device.bundle import check_files, read_manifest_text, sha256_file
@@ -32,8 +35,6 @@ from cadr_device.update.package import (
     PACKAGE_SUFFIX,
 )
 from cadr_device.update.versions import is_valid_version, parse_version
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 logger = logging.getLogger(__name__)
 

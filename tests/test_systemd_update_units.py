@@ -104,7 +104,7 @@ def test_udev_rule_starts_usb_template() -> None:
     assert len(lines) == 1
     assert 'ENV{ID_BUS}=="usb"' in lines[0]
     assert 'ACTION=="add"' in lines[0]
-    wanted = re.search(r'ENV\{SYSTEMD_WANTS\}\+="([^"]+)"', lines[0])
-    assert wanted is not None
-    assert wanted.group(1) == "cadr-update-usb@%k.service"
+    service = re.search(r'ENV\{SYSTEMD_WANTS\}\+="([^"]+)"', lines[0])
+    assert service is not None
+    assert service.group(1) == "cadr-update-usb@%k.service"
     assert (SYSTEMD_DIR / "cadr-update-usb@.service").is_file()

@@ -1,8 +1,8 @@
 """Install, scan, rollback and every rejected package: the installed state never changes.
 
-Each attack builds a real tar file from a valid signed package, alters it, and checks
-that ``cadr-update`` rejects it with the right error while ``current``, ``previous``,
-every installed file, the staging area and the journal stay exactly as they were.
+Each attack builds a real tar file from a valid signed package and alters it. The test
+checks that ``cadr-update`` rejects it with the right error. ``current``, ``previous``,
+every installed file, the staging area and the journal must stay exactly as they were.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Power cuts mid-install: SIGKILL the installer at every step, then run ``recover``.
 
-After recovery the install root must hold exactly the bundles it held before plus, only
-when the install had committed, the new one; ``current`` must name a bundle that verifies
-and passes its self-test in a fresh process, and no staging leftovers or journal remain.
+After recovery the install root must contain the bundles it had before, plus the new one
+only when the install had committed. ``current`` must name a bundle that verifies and
+passes its self-test in a fresh process, and no staging leftovers or journal may remain.
 """
 
 from __future__ import annotations
@@ -67,8 +67,10 @@ def test_crash_then_recover_leaves_one_bundle(workspace: UpdateWorkspace, step: 
     assert state["journal"] is False
     bundles = sorted(p.name for p in (workspace.root / "bundles").iterdir()
                      if not p.is_symlink())
-    wanted = ["tiny-test-1.0.0", "tiny-test-1.1.0"] if CRASH_STEPS[step] else ["tiny-test-1.0.0"]
-    assert bundles == wanted
+    expected_bundles = ["tiny-test-1.0.0"]
+    if CRASH_STEPS[step]:
+        expected_bundles.append("tiny-test-1.1.0")
+    assert bundles == expected_bundles
     keyring = Keyring.from_directory(workspace.keys)
     for name in bundles:
         load_bundle(workspace.root / "bundles" / name, keyring)

@@ -1,7 +1,7 @@
 """Helpers for the update tests: versioned bundles, packages, raw tar members, snapshots.
 
 Bundles are copies of the session's ``tiny_bundle`` with a new version, re-signed with its
-test key through ``cadr_convert.package``; packages are real tar files signed with real
+test key through ``cadr_convert.package``. Packages are real tar files signed with real
 Ed25519 keys.
 """
 

@@ -16,7 +16,7 @@ from cadr_device.update.config import (
     ServiceSettings,
     UpdateConfig,
 )
-from cadr_device.update.errors import EXIT_OK, NotNewerError, UpdateError
+from cadr_device.update.errors import EXIT_OK, NotNewerError, PackageError, UpdateError
 from cadr_device.update.install import ScanSummary, Updater
 from cadr_device.update.usb import scan_device
 
@@ -140,6 +140,9 @@ def main(argv: list[str] | None = None) -> int:
             sys.stdout.write(json.dumps(updater.status(), indent=2) + "\n")
     except UpdateError as e:
         logger.error("%s", e)
+        if isinstance(e, PackageError):
+            logger.error("Nothing was installed; get a fresh copy of the package from its "
+                         "maker, or rebuild it with cadr-package pack")
         return e.exit_code
     return EXIT_OK
 

@@ -1,12 +1,19 @@
 """The install, rollback and recovery flows of ``cadr-update``.
 
-Install: verify the package → reject a version that is not newer (unless downgrades are
-allowed) → check app compatibility → extract into a staging directory and verify the
-bundle with :func:`cadr_device.bundle.load_bundle` → move it to ``bundles/NAME-VERSION``
-→ run the golden self-test in a subprocess with the app's runtime → switch ``current`` →
-restart the device service and wait until it is ready → on failure switch back. The
-journal records each step first, so :meth:`Updater.recover` can undo a half-done install
-after a power cut: anything short of ``committed`` returns to the old bundle.
+Install steps:
+
+1. Verify the package.
+2. Reject a version that is not newer, unless downgrades are allowed.
+3. Check app compatibility.
+4. Extract into a staging directory, verify the bundle with
+   :func:`cadr_device.bundle.load_bundle` and move it to ``bundles/NAME-VERSION``.
+5. Run the golden self-test in a subprocess with the app's runtime.
+6. Switch ``current``, restart the device service and wait until it is ready, or switch
+   back on failure.
+
+The journal records each step before it starts, so :meth:`Updater.recover` can undo a
+half-done install after a power cut. Anything short of ``committed`` returns to the old
+bundle.
 """
 
 from __future__ import annotations
@@ -68,7 +75,7 @@ _SELFTEST_OUTPUT_TAIL_CHARS = 800
 
 @dataclass
 class ScanSummary:
-    """What a scan did with each package file."""
+    """Outcome of a scan, by package file."""
 
     installed: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
@@ -90,7 +97,7 @@ class Updater:
         """The trusted keys, read on first use.
 
         Raises:
-            PackageError: If the key directory is missing or holds no valid key.
+            PackageError: If the key directory is missing or contains no valid key.
 
         """
         if self._keyring is None:
@@ -117,7 +124,8 @@ class Updater:
         """Install one package and return the installed bundle's directory name.
 
         Raises:
-            UpdateError: A subclass whose ``exit_code`` and ``reason`` say why nothing changed.
+            UpdateError: A subclass whose ``exit_code`` and ``reason`` give the cause; the
+                running bundle is unchanged.
 
         """
         with self._session():
@@ -225,8 +233,8 @@ class Updater:
         bundle_manifest = bundle.manifest
         if (bundle_manifest.name, bundle_manifest.version) != (
                 package_manifest.bundle_name, package_manifest.bundle_version):
-            raise PackageError(verified.path, f"package says {package_manifest.bundle_id} but "
-                               f"the bundle is {bundle_manifest.model_id}")
+            raise PackageError(verified.path, f"package.json names {package_manifest.bundle_id} "
+                               f"but the bundle manifest names {bundle_manifest.model_id}")
         if bundle_manifest.demonstration_only != package_manifest.demonstration_only:
             raise PackageError(verified.path, "package and bundle disagree on "
                                "demonstration_only")

@@ -11,11 +11,11 @@ in this order:
 3. ``bundle/...``: the files of one model bundle, each listed in ``package.json``.
 
 Members are read one by one with :mod:`tarfile` and checked here, never with
-``extractall`` or extraction filters: only regular files with clean relative names, no
-duplicates (also by case), each within its declared size and the package limits, and
-nothing the signature does not cover. :func:`verify_package` checks everything without
-writing; :func:`extract_package` reads the file again, repeats every check while it
-copies the members into a staging directory, and so never trusts the first pass.
+``extractall`` or extraction filters. Only regular files with clean relative names pass,
+without duplicates (also by case), each within its declared size and the package limits,
+and each covered by the signature. :func:`verify_package` checks everything without
+writing. :func:`extract_package` reads the file again and repeats every check while it
+copies the members into a staging directory, so it never trusts the first pass.
 """
 
 from __future__ import annotations
@@ -163,7 +163,7 @@ def read_package_identity(path: Path, limits: PackageLimits) -> PackageManifest:
 def read_claims(path: Path, limits: PackageLimits) -> dict[str, str]:
     """Return the bundle, version and signer a package claims, unverified, for the audit log.
 
-    Returns an empty mapping for a package too damaged to say; never raises
+    Returns an empty mapping when the first two members cannot be read; never raises
     :class:`PackageError`.
     """
     claims: dict[str, str] = {}
@@ -408,8 +408,8 @@ def _read_header_members(path: Path, archive: tarfile.TarFile, members: list[tar
 
 def _verify_signature(path: Path, manifest: PackageManifest, manifest_bytes: bytes,
                       signature_bytes: bytes, keyring: Keyring) -> TrustedKey:
-    # Keyring.verify reads the signature from a file; a private scratch directory outside
-    # the install root holds it for that call.
+    # Keyring.verify reads the signature from a file, so it is written to a private scratch
+    # directory outside the install root for that call.
     with tempfile.TemporaryDirectory(prefix="cadr-sig-") as scratch:
         signature_path = Path(scratch) / PACKAGE_SIGNATURE_NAME
         signature_path.write_bytes(signature_bytes)
