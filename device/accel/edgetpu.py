@@ -1,4 +1,4 @@
-"""The Coral Edge TPU back-end: load ``libedgetpu.so.1`` as a TFLite delegate, or say why not.
+"""The Coral Edge TPU back-end: ``libedgetpu.so.1`` as a TFLite delegate, or the reason why not.
 
 Every failure ends in :class:`~cadr_device.accel.status.AcceleratorUnavailable` with the
 exact reason, and the caller keeps the CPU model:
@@ -77,14 +77,14 @@ class KnownBadPair:
     reason: str
 
 
-#: NOTE: empty until a pair is confirmed on hardware; the attempt marker covers a pair
+#: NOTE: empty until a pair is confirmed on hardware. The attempt marker covers a pair
 #: that crashes the process, and callers may pass their own list to select_backend.
 KNOWN_BAD_PAIRS: tuple[KnownBadPair, ...] = ()
 
 
 @dataclass(frozen=True)
 class DeviceRoots:
-    """Where device nodes, sysfs and dpkg's status live, and the access check; tests replace them.
+    """Locations of device nodes, sysfs and dpkg's status, and the access check; tests replace them.
 
     Attributes:
         dev: The device node folder.
@@ -257,7 +257,7 @@ def _check_known_bad(runtime: RuntimeInfo, libedgetpu_version: str | None,
 
 
 class AttemptMarker:
-    """A file that exists while the delegate loads, so a crash inside it is seen at the next start.
+    """A file that exists while the delegate loads and so remains after a crash inside it.
 
     The marker names the Edge TPU model's sha256 and the runtime, so installing another
     bundle or runtime tries the Edge TPU again.

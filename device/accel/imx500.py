@@ -9,7 +9,7 @@ Set-up, through picamera2's IMX500 helper (picamera2 0.3, ``picamera2.devices.IM
 2. ``IMX500(network.rpk)`` uploads the network to the sensor. It must be created before
    ``Picamera2(imx500.camera_num)`` opens the camera.
 3. The inference region is set to the framing guide's centred square with
-   ``set_inference_roi_abs``, so the sensor sees what the guide shows.
+   ``set_inference_roi_abs``, so the sensor classifies the area the guide shows.
 4. Each frame's request metadata carries the sensor's output tensor;
    ``imx500.get_outputs(metadata, add_batch=True)`` returns it as float arrays.
 
@@ -69,8 +69,8 @@ class Roi:
 def framing_roi(rule: PreprocessRule, sensor_size: tuple[int, int] = SENSOR_SIZE) -> Roi:
     """Return the centred square of the framing guide in sensor coordinates.
 
-    NOTE: this assumes the preview shows the whole sensor field of view (no digital zoom);
-    a ScalerCrop set elsewhere would move the guide away from this region.
+    NOTE: this assumes the preview shows the whole sensor field of view (no digital zoom).
+    A ScalerCrop set elsewhere would move the guide away from this region.
     """
     width, height = sensor_size
     side = int(round(min(width, height) * rule.crop_fraction))

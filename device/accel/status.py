@@ -1,4 +1,4 @@
-"""Which inference back-end runs the model, and why an accelerator is not used."""
+"""The status of the inference back-end: its name, and the reason an accelerator is not used."""
 
 from __future__ import annotations
 

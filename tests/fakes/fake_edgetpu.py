@@ -16,7 +16,7 @@ the real stack raises:
 - other allocate failures: ``RuntimeError`` from ``allocate_tensors``.
 
 There is no Edge TPU here, so a "working" delegate is a marker object and the model file
-runs on the real LiteRT CPU interpreter; tests use a copy of the CPU model as the bundle's
+runs on the real LiteRT CPU interpreter. Tests use a copy of the CPU model as the bundle's
 Edge TPU file, never a compiled one.
 """
 
@@ -64,7 +64,7 @@ class FakeEdgeTpuModule:
         if self.mode == "no_device":
             raise ValueError(f"Failed to load delegate from {library}\n")
         if self.mode == "hang":
-            # A USB enumeration that never answers; the test sets release when it ends.
+            # A USB enumeration that never returns; the test sets release when it ends.
             self.release.wait()
             raise ValueError(f"Failed to load delegate from {library}\n")
         if self.mode == "crash":
