@@ -1,9 +1,9 @@
 """The camera app behind ``cadr-device run``, and ``cadr-device capture``.
 
-Start-up: configuration → camera → bundle, interpreter and golden self-test → records
-folder → triggers → ``READY=1``. A failure in any step after the configuration becomes
-a visible state on the viewfinder (see :mod:`cadr_device.status`) instead of a blank
-screen; only an invalid configuration or a camera that cannot open stops the app.
+Start-up: configuration → bundle, interpreter and golden self-test → records folder →
+camera → triggers → ``READY=1``. An invalid configuration or a camera that cannot open
+stops the app. A failure in the other steps becomes a visible state on the viewfinder
+(see :mod:`cadr_device.status`) instead of a blank screen, and READY=1 is not sent.
 
 Main loop, once per viewfinder frame: read a frame → live inference when due → handle
 triggers (each capture is classified and recorded through
@@ -249,8 +249,7 @@ class CameraApp:
                     for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
             self._start()
-            self.notifier.ready(self.status.summary())
-            logger.info("Camera app ready (%s)", self.status.summary())
+            self._notify_start_up()
             while not self._stop_requested:
                 if not self._step():
                     break
@@ -265,6 +264,21 @@ class CameraApp:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             logger.info("Camera app stopped after %d frames", self.frame_number)
+
+    def _notify_start_up(self) -> None:
+        """Send READY=1 only when screening works, else only a STATUS= line.
+
+        Without READY=1 systemd keeps the unit "activating" and restarts it after
+        TimeoutStartSec, and cadr-update sees that a new bundle did not come up and rolls
+        back. The viewfinder shows the failure in the meantime.
+        """
+        summary = self.status.summary()
+        if self.status.blocking is None and self.screening is not None:
+            self.notifier.ready(summary)
+            logger.info("Camera app ready (%s)", summary)
+            return
+        self.notifier.status(f"not ready: {summary}")
+        logger.error("Camera app running without screening, READY=1 not sent: %s", summary)
 
     def _request_stop(self, signum: int, frame: FrameType | None) -> None:
         self._stop_requested = True

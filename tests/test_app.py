@@ -380,6 +380,29 @@ def test_ready_and_watchdog_notified(tmp_path: Path, tiny_bundle: Any, picamera2
     assert messages[-1] == "STOPPING=1"
 
 
+def test_no_ready_without_model(tmp_path: Path, tiny_bundle: Any, picamera2: Any,
+                                monkeypatch: pytest.MonkeyPatch) -> None:
+    address = str(tmp_path / "notify.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(address)
+    monkeypatch.setenv("NOTIFY_SOCKET", address)
+    config = write_config(tmp_path / "device.yaml", camera_sections(
+        tmp_path, tiny_bundle, model={"bundle": str(tmp_path / "absent")}))
+
+    assert run_camera(run_options(config, max_frames=2)) == 0
+
+    listener.settimeout(0.5)
+    messages = []
+    try:
+        while True:
+            messages.append(listener.recv(4096).decode())
+    except TimeoutError:
+        pass
+    listener.close()
+    assert not any("READY=1" in message for message in messages)
+    assert messages[0].startswith("STATUS=not ready: no-model:")
+
+
 # cadr-device capture -----------------------------------------------------------------
 
 def test_capture_command_signals_app(tmp_path: Path, tiny_bundle: Any) -> None:

@@ -77,21 +77,21 @@ def test_after_update_recovery() -> None:
     ("PrivateNetwork", "yes"),
     ("User", "cadr"),
     ("ProtectSystem", "strict"),
-    ("ReadWritePaths", "/var/lib/cadr/records"),
+    ("ReadWritePaths", "/var/lib/cadr/records /var/lib/cadr/accel"),
     ("NoNewPrivileges", "yes"),
     ("DevicePolicy", "closed"),
-    ("SupplementaryGroups", "video gpio render"),
+    ("SupplementaryGroups", "video gpio render plugdev"),
     ("RuntimeDirectory", "cadr"),
 ])
 def test_hardening(key: str, value: str) -> None:
     assert directives()[key] == [value]
 
 
-def test_devices_camera_gpio_display_only() -> None:
+def test_devices_camera_gpio_display_tpu_only() -> None:
     allowed = {value.split()[0] for value in directives()["DeviceAllow"]}
 
     assert allowed == {"char-video4linux", "char-media", "char-dma_heap", "char-gpiochip",
-                       "char-drm"}
+                       "char-drm", "char-usb_device", "char-apex"}
 
 
 def test_only_unix_sockets() -> None:
