@@ -392,6 +392,17 @@ def test_declared_unsafe_name_rejected(workspace: UpdateWorkspace, valid_members
     assert not (workspace.root / "escape").exists()
 
 
+def test_file_used_as_directory_rejected(workspace: UpdateWorkspace,
+                                         valid_members: list) -> None:
+    document = package_document(valid_members)
+    declare(document, "bundle/model.tflite/inner", b"x")
+    members = resigned(valid_members, document, load_private_key(workspace.key_path))
+    package = write_members(workspace.work / "file-dir.cadrpkg",
+                            [*members, regular("bundle/model.tflite/inner", b"x")])
+
+    assert_rejected(workspace, package, PackageError, "is also the directory of")
+
+
 def test_duplicate_member_rejected(workspace: UpdateWorkspace, valid_members: list) -> None:
     index = first_bundle_member(valid_members, "model.tflite")
     info, _ = valid_members[index]

@@ -91,6 +91,20 @@ def test_next_install_recovers_first(workspace: UpdateWorkspace, step: str) -> N
     assert actions[-2:] == ["recover", "install"]
 
 
+def test_crash_during_rollback_is_undone(workspace: UpdateWorkspace) -> None:
+    workspace.updater().install(workspace.package("1.1.0"))
+
+    crashed = run_cli(*cli_options(workspace), "rollback", env={CRASH_ENV: "rollback_switched"})
+    assert crashed.returncode == -signal.SIGKILL
+    recovered = run_cli(*cli_options(workspace), "recover")
+
+    assert recovered.returncode == 0, recovered.stderr
+    assert assert_runnable(workspace.root, workspace.keys) == "tiny-test-1.1.0"
+    assert snapshot(workspace.root)["links"] == {"current": "tiny-test-1.1.0",
+                                                 "previous": "tiny-test-1.0.0"}
+    assert workspace.updater().store.installed() == ["tiny-test-1.0.0", "tiny-test-1.1.0"]
+
+
 def test_recover_replaces_damaged_current(workspace: UpdateWorkspace) -> None:
     workspace.updater().install(workspace.package("1.1.0"))
     model = workspace.root / "bundles" / "tiny-test-1.1.0" / "model.tflite"

@@ -196,7 +196,7 @@ class Updater:
         entry = JournalEntry(
             operation="install", step=STEP_STAGING, package=verified.path.name,
             target=bundle_id, previous=self.store.current(), old_previous=self.store.previous(),
-            staging=None, started=utc_now(),
+            started=utc_now(),
         )
         self.journal.write(entry)
         crash_point(STEP_STAGING)
@@ -386,10 +386,11 @@ class Updater:
                                         "roll back to")
         entry = JournalEntry(operation="rollback", step=STEP_SWITCHED, package="-",
                              target=target, previous=current, old_previous=target,
-                             staging=None, started=utc_now())
+                             started=utc_now())
         self.journal.write(entry)
         self.store.set_link(CURRENT_LINK, target)
         self.store.set_link(PREVIOUS_LINK, current)
+        crash_point("rollback_switched")
 
         ready, reason = restart_and_wait(self.config.service)
         if not ready:

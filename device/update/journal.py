@@ -38,7 +38,6 @@ class JournalEntry:
         target: The bundle directory name being switched to.
         previous: The bundle directory ``current`` named before, or None on a first install.
         old_previous: The directory ``previous`` named before, restored on undo.
-        staging: The staging directory name under the install root's ``staging/``, if any.
         started: ISO 8601 UTC start time.
 
     """
@@ -49,7 +48,6 @@ class JournalEntry:
     target: str
     previous: str | None
     old_previous: str | None
-    staging: str | None
     started: str
 
 

@@ -263,6 +263,7 @@ def _declared_files(path: Path, value: Any, limits: PackageLimits) -> tuple[Pack
                            f"{limits.max_total_bytes}")
     names = [f.path for f in files]
     _check_unique(path, names)
+    _check_no_file_as_directory(path, names)
     if f"{BUNDLE_PREFIX}{MANIFEST_NAME}" not in names:
         raise PackageError(path, f"the bundle's {MANIFEST_NAME} is not declared")
     return tuple(files)
@@ -300,6 +301,17 @@ def _check_unique(path: Path, names: list[str]) -> None:
             raise PackageError(path, f"members {seen[folded]!r} and {name!r} differ only by "
                                "case")
         seen[folded] = name
+
+
+def _check_no_file_as_directory(path: Path, names: list[str]) -> None:
+    """Reject a declared file whose name is also a parent directory of another file."""
+    declared = set(names)
+    for name in names:
+        parents = [str(parent) for parent in PurePosixPath(name).parents]
+        clash = next((parent for parent in parents if parent in declared), None)
+        if clash is not None:
+            raise PackageError(path, f"declared file {clash!r} is also the directory of "
+                               f"{name!r}")
 
 
 def _string_field(path: Path, data: dict[str, Any], key: str) -> str:
