@@ -102,10 +102,15 @@ def positive_probability(outputs: np.ndarray, output_kind: str, positive_index: 
 
 def float_outputs(float_model: Any, inputs: np.ndarray, label: str) -> np.ndarray:
     """Run the wrapped float model on uint8 inputs, one image per call (the model has batch 1)."""
+    import tensorflow as tf  # noqa: PLC0415
+
+    # A traced graph runs a batch-1 call about 20 times faster than eager Keras
+    # (MobileNetV2 at 96 px on a 2-core x86 machine).
+    predict = tf.function(lambda batch: float_model(batch, training=False))
     progress = Progress(label, len(inputs))
     outputs = []
     for pixels in inputs:
-        result = float_model(pixels[np.newaxis, ...].astype(np.float32), training=False)
+        result = predict(pixels[np.newaxis, ...].astype(np.float32))
         if isinstance(result, dict):
             result = next(iter(result.values()))
         outputs.append(np.asarray(result, dtype=np.float64).reshape(-1))

@@ -86,8 +86,9 @@ def render_markdown(report: dict[str, Any]) -> str:
         "|---|---|---|",
         f"| ROC AUC | {_number(validation['float_auc'])} | {_number(validation['int8_auc'])} |",
     ]
-    for key in ("sensitivity", "specificity", "ppv", "npv"):
-        lines.append(f"| {key} at threshold | {_number(validation['float_point'][key])} | "
+    for key, title in (("sensitivity", "Sensitivity"), ("specificity", "Specificity"),
+                       ("ppv", "PPV"), ("npv", "NPV")):
+        lines.append(f"| {title} at threshold | {_number(validation['float_point'][key])} | "
                      f"{_number(validation['int8_point'][key])} |")
     lines += [
         "",
@@ -156,7 +157,7 @@ def write_plots(directory: Path, labels: np.ndarray, float_probabilities: np.nda
         axes.hist(scores[positive], bins=bins, alpha=0.6, label=label_names[1])
         axes.axvline(threshold, color="black", linestyle="--", linewidth=1, label="threshold")
         axes.set_ylabel(f"{name}: images")
-        axes.legend(loc="upper center")
+        axes.legend(loc="best")
     rows[-1].set_xlabel(f"probability of {label_names[1]}")
     figure.savefig(directory / HISTOGRAM_PNG, dpi=PLOT_DPI)
     plt.close(figure)
