@@ -202,6 +202,7 @@ class Updater:
         crash_point(STEP_STAGING)
 
         staging = self.store.new_staging_dir()
+        placed = False
         try:
             staged = extract_package(verified, staging, self.config.limits)
             crash_point("extracted")
@@ -211,13 +212,14 @@ class Updater:
                 self.store.set_link(PREVIOUS_LINK, None)
             self.store.remove_tree(target)
             os.rename(staged, target)
+            placed = True
             self.store.remove_tree(staging)
             self.journal.write(replace(entry, step=STEP_STAGED))
             crash_point(STEP_STAGED)
 
             self._run_selftest(target)
         except BaseException:
-            self._undo_staging(staging, entry)
+            self._undo_staging(staging, entry, placed)
             raise
 
         self.journal.write(replace(entry, step=STEP_SELFTEST_PASSED))
@@ -255,10 +257,10 @@ class Updater:
                                       f"{result.returncode}: {tail}")
         logger.info("Self-test passed for %s", bundle_dir.name)
 
-    def _undo_staging(self, staging: Path, entry: JournalEntry) -> None:
+    def _undo_staging(self, staging: Path, entry: JournalEntry, placed: bool) -> None:
         """Delete what an unfinished staging step wrote; the running bundle is untouched."""
         self.store.remove_tree(staging)
-        if entry.target != entry.previous:
+        if placed and entry.target != entry.previous:
             self.store.remove_tree(self.store.bundles / entry.target)
         if self.store.previous() == entry.target:
             self.store.set_link(PREVIOUS_LINK, None)
