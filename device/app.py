@@ -62,6 +62,15 @@ MIB = 1024 * 1024
 #: Weight of the newest frame interval in the frames-per-second average.
 FPS_SMOOTHING = 0.2
 
+#: How often the status line's fps and inference time are updated, in seconds. The
+#: overlay is redrawn only when what it shows changes, because the DRM preview makes a
+#: new framebuffer for every set_overlay call.
+STATUS_REFRESH_S = 1.0
+
+#: Consecutive viewfinder frames that may fail before the app exits for systemd to
+#: restart it.
+MAX_FRAME_FAILURES = 30
+
 
 def run_camera(options: argparse.Namespace) -> int:
     """Run the camera app until SIGTERM, SIGINT, the end of a replay, or ``max_frames``.
@@ -116,6 +125,9 @@ class _Stats:
     fps: float | None = None
     last_frame_time: float | None = None
     inference_ms: float | None = None
+    shown_fps: float | None = None
+    shown_inference_ms: float | None = None
+    last_refresh: float | None = None
 
     def frame(self, now: float) -> None:
         if self.last_frame_time is not None and now > self.last_frame_time:
@@ -123,6 +135,10 @@ class _Stats:
             self.fps = rate if self.fps is None else (
                 (1 - FPS_SMOOTHING) * self.fps + FPS_SMOOTHING * rate)
         self.last_frame_time = now
+        if self.last_refresh is None or now - self.last_refresh >= STATUS_REFRESH_S:
+            self.shown_fps = self.fps
+            self.shown_inference_ms = self.inference_ms
+            self.last_refresh = now
 
 
 class CameraApp:
@@ -149,6 +165,9 @@ class CameraApp:
         self.shown_until = 0.0
         self.overlay_failed = False
         self.frame_number = 0
+        self.frame_failures = 0
+        self._last_state: ViewState | None = None
+        self._last_overlay: np.ndarray | None = None
         self.captured_current = False
         self._stop_requested = False
         self._view_time = 0.0
@@ -303,6 +322,13 @@ class CameraApp:
             if self.screening is not None:
                 self.screening.screen_failed(e.path.name, str(e))
             return self._advance_replay()
+        except (CameraError, RuntimeError, OSError) as e:
+            self._frame_failed(e)
+            return True
+        if self.frame_failures:
+            logger.info("Camera frames resumed after %d failures", self.frame_failures)
+            self.frame_failures = 0
+            self.status.clear(Condition.NO_CAMERA)
         self.frame_number += 1
         now = self._clock()
         self.stats.frame(now)
@@ -312,8 +338,15 @@ class CameraApp:
         self._update_live()
         self._handle_triggers(now)
 
-        overlay = self.renderer.render((frame.shape[1], frame.shape[0]), self._view_state())
-        self._show(frame, overlay)
+        state = self._view_state()
+        size = (frame.shape[1], frame.shape[0])
+        changed = (self._last_overlay is None or state != self._last_state
+                   or self._last_overlay.shape[:2] != frame.shape[:2])
+        if changed:
+            self._last_overlay = self.renderer.render(size, state)
+            self._last_state = state
+        assert self._last_overlay is not None  # noqa: S101 - rendered above
+        self._show(frame, self._last_overlay, changed)
         self.notifier.ping_watchdog()
 
         if self.replay and self.captured_current:
@@ -322,6 +355,15 @@ class CameraApp:
             interval = 1.0 / self.config.get("camera.frame_rate_hz")
             time.sleep(max(0.0, interval - (time.monotonic() - started)))
         return True
+
+    def _frame_failed(self, error: Exception) -> None:
+        """Show a failed frame read; raise CameraError after MAX_FRAME_FAILURES in a row."""
+        self.frame_failures += 1
+        self.status.set(Condition.NO_CAMERA, f"reading a frame failed: {error}")
+        if self.frame_failures >= MAX_FRAME_FAILURES:
+            raise CameraError(f"{self.frame_failures} viewfinder frames in a row failed, the "
+                              f"last with: {error}; check the camera and restart") from error
+        time.sleep(1.0 / self.config.get("camera.frame_rate_hz"))
 
     def _advance_replay(self) -> bool:
         assert isinstance(self.camera, ReplayCamera)  # noqa: S101 - replay only
@@ -438,20 +480,21 @@ class CameraApp:
         return ViewState(
             still_size=still_size,
             backend=self.model.backend_name if self.model else None,
-            inference_ms=self.stats.inference_ms,
-            fps=self.stats.fps,
+            inference_ms=self.stats.shown_inference_ms,
+            fps=self.stats.shown_fps,
             live=live if self.status.blocking is None else None,
             result=self.shown,
             problems=self.status.problems(),
         )
 
-    def _show(self, frame: np.ndarray, overlay: np.ndarray) -> None:
-        if not self.overlay_failed:
+    def _show(self, frame: np.ndarray, overlay: np.ndarray, changed: bool) -> None:
+        if changed and not self.overlay_failed:
             try:
                 self.camera.set_overlay(overlay)
             except Exception as e:  # noqa: BLE001 - preview back-ends raise many types
                 self._overlay_failed(e, "while running")
-        if self.overlay_failed:
+                self.camera.draw_into_preview(overlay)
+        elif changed:
             self.camera.draw_into_preview(overlay)
 
         if self.render_dir is not None:

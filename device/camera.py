@@ -27,6 +27,10 @@ logger = logging.getLogger(__name__)
 #: Buffers of the preview configuration; the DRM preview needs at least 2 for an overlay.
 PREVIEW_BUFFER_COUNT = 4
 
+#: Longest wait for one viewfinder frame, in seconds; a camera that delivers none (cable
+#: loose, sensor hung) then raises CameraError instead of blocking the frame loop.
+FRAME_TIMEOUT_S = 5.0
+
 #: picamera2 ``Preview`` enum member for each ``camera.preview`` setting.
 PREVIEW_KINDS = {"drm": "DRM", "qtgl": "QTGL", "null": "NULL"}
 
@@ -211,7 +215,8 @@ class Picamera2Camera:
 
     def __init__(self, *, preview_size: tuple[int, int], lores_size: tuple[int, int],
                  lores_format: str, main_format: str, still_size: tuple[int, int] | None,
-                 colour_order: str, preview_kind: str, camera_num: int = 0) -> None:
+                 colour_order: str, preview_kind: str, camera_num: int = 0,
+                 frame_timeout_s: float = FRAME_TIMEOUT_S) -> None:
         self.name = "picamera2"
         self.preview_size = preview_size
         self.lores_size = lores_size
@@ -221,11 +226,13 @@ class Picamera2Camera:
         self.colour_order = colour_order
         self.preview_kind = preview_kind
         self.camera_num = camera_num
+        self.frame_timeout_s = frame_timeout_s
         self.mapping: ColourMapping | None = None
         self.overlay_error: Exception | None = None
         self._module: Any = None
         self._picam2: Any = None
         self._still_config: dict[str, Any] | None = None
+        self._preview_config: dict[str, Any] | None = None
         self._last_main: np.ndarray | None = None
         self._last_lores: np.ndarray | None = None
         self._frame_overlay: np.ndarray | None = None
@@ -259,6 +266,7 @@ class Picamera2Camera:
             display="main", buffer_count=PREVIEW_BUFFER_COUNT,
         )
         picam2.configure(config)
+        self._preview_config = config
         if self._still_size is not None:
             self._still_config = picam2.create_still_configuration(
                 main={"size": self._still_size, "format": self.main_format},
@@ -318,7 +326,14 @@ class Picamera2Camera:
         ``capture_arrays`` copies both streams inside picamera2's event loop, before the
         post_callback draws a fallback overlay, so recorded frames never contain it.
         """
-        (main, lores), _metadata = self._require().capture_arrays(["main", "lores"])
+        picam2 = self._require()
+        try:
+            (main, lores), _metadata = picam2.capture_arrays(["main", "lores"],
+                                                             wait=self.frame_timeout_s)
+        except TimeoutError as e:
+            picam2.cancel_all_and_flush()
+            raise CameraError(f"no viewfinder frame within {self.frame_timeout_s:g} s; check "
+                              "the camera cable") from e
         assert self.mapping is not None  # noqa: S101 - set by start()
         self._last_main = self.mapping.to_rgb(main)
         self._last_lores = lores
@@ -353,10 +368,25 @@ class Picamera2Camera:
             # NOTE: cancel_all_and_flush() drops the pending job; picamera2 documents that
             # the camera may then be left in an indeterminate mode.
             picam2.cancel_all_and_flush()
+            if self._still_config is not None:
+                self._restore_preview_mode()
             return self._fallback(f"still capture timed out after {timeout_s:g} s")
 
         image = Image.fromarray(self.mapping.to_rgb(array))
         return StillCapture(image, f"picamera2 still {image.width}x{image.height}")
+
+    def _restore_preview_mode(self) -> None:
+        """Configure the preview mode again after an abandoned mode switch."""
+        picam2 = self._require()
+        try:
+            picam2.stop()
+            picam2.configure(self._preview_config)
+            picam2.start()
+        except RuntimeError as e:
+            # The frame loop reports the camera as failing and exits after repeated errors.
+            logger.error("Restoring the preview mode after a still time-out failed: %s", e)
+            return
+        logger.info("Preview mode restored after a still time-out")
 
     def _fallback(self, reason: str) -> StillCapture:
         if self._last_main is None:

@@ -293,7 +293,8 @@ def test_camera_capture_recorded(tmp_path: Path, tiny_bundle: Any, picamera2: An
     assert preview.closed
 
 
-@pytest.mark.parametrize("fail_on_call", [1, 3], ids=["before-start", "after-start"])
+# Call 1 is the initial overlay set before picam2.start(); call 2 is the frame loop's first.
+@pytest.mark.parametrize("fail_on_call", [1, 2], ids=["before-start", "after-start"])
 def test_overlay_failure_draws_into_frames(tmp_path: Path, tiny_bundle: Any, picamera2: Any,
                                            caplog: pytest.LogCaptureFixture,
                                            fail_on_call: int) -> None:
@@ -339,6 +340,45 @@ def test_still_timeout_records_fallback(tmp_path: Path, tiny_bundle: Any,
     stills = list((tmp_path / "records").rglob("still.jpg"))
     with Image.open(stills[0]) as still:
         assert still.size == (640, 480)
+
+
+def test_frame_errors_recover(tmp_path: Path, tiny_bundle: Any, picamera2: Any,
+                              caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    config = load_config(write_config(tmp_path / "device.yaml",
+                                      camera_sections(tmp_path, tiny_bundle)))
+    app = CameraApp(config, Notifier(None), max_frames=3)
+    original_start = app._start_camera
+
+    def start_then_fail() -> None:
+        original_start()
+        picamera2.settings.frame_errors = 2
+
+    app._start_camera = start_then_fail  # type: ignore[method-assign]
+
+    assert app.run() == 0
+    assert app.frame_number == 3
+    assert not app.status.has(Condition.NO_CAMERA)
+    assert "Camera frames resumed after 2 failures" in caplog.text
+
+
+def test_lasting_frame_errors_stop_app(tmp_path: Path, tiny_bundle: Any,
+                                       picamera2: Any) -> None:
+    config = load_config(write_config(tmp_path / "device.yaml",
+                                      camera_sections(tmp_path, tiny_bundle)))
+    app = CameraApp(config, Notifier(None), max_frames=100)
+    original_start = app._start_camera
+
+    def start_then_fail() -> None:
+        original_start()
+        picamera2.settings.frame_errors = 1000
+
+    app._start_camera = start_then_fail  # type: ignore[method-assign]
+
+    with pytest.raises(CameraError, match="30 viewfinder frames in a row failed"):
+        app.run()
+    assert app.status.has(Condition.NO_CAMERA)
+    assert picamera2.settings.instances[-1].closed
 
 
 def test_no_camera_stops_with_message(tmp_path: Path, tiny_bundle: Any, picamera2: Any) -> None:

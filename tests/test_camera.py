@@ -479,3 +479,33 @@ def test_scene_helper_is_rgb(tmp_path: Path) -> None:
 
     with Image.open(folder / "scene_00.jpg") as image:
         assert image.mode == "RGB"
+
+
+def test_hung_camera_raises_camera_error(picamera2: Any) -> None:
+    camera = make_camera(frame_timeout_s=0.2)
+    camera.start()
+    picamera2.settings.frames_hang = True
+
+    with pytest.raises(CameraError, match="no viewfinder frame within 0.2 s"):
+        camera.preview_frame()
+    picamera2.settings.frames_hang = False
+    frame = camera.preview_frame()
+    camera.stop()
+
+    assert frame.shape == (480, 640, 3)
+
+
+def test_still_timeout_restores_preview(picamera2: Any) -> None:
+    picamera2.settings.still_hangs = True
+    camera = make_camera(still_size=(2304, 1296))
+    camera.start()
+    camera.capture_still(timeout_s=0.2)
+    picam2 = picamera2.settings.instances[-1]
+
+    config = picam2.camera_config
+    frame = camera.preview_frame()
+    camera.stop()
+
+    assert config["main"]["size"] == (640, 480)
+    assert config["lores"] is not None
+    assert frame.shape == (480, 640, 3)

@@ -46,6 +46,8 @@ class FakeSettings:
     no_camera: bool = False
     swap_red_blue: bool = False
     still_hangs: bool = False
+    frames_hang: bool = False
+    frame_errors: int = 0
     overlay_fail_on_call: int | None = None
     failing_previews: set[str] = field(default_factory=set)
     overlay_calls: int = 0
@@ -114,15 +116,18 @@ class Job:
     """A queued camera operation; ``get_result(timeout)`` raises TimeoutError like a Future."""
 
     def __init__(self, functions: list[Any], signal_function: Any = None) -> None:
-        self._functions = functions
+        self._functions = list(functions)
         self._future: Future[Any] = Future()
         self._signal_function = signal_function
 
     def execute(self) -> bool:
-        for function in self._functions:
-            done, result = function()
+        """Run the remaining functions in order; a function not yet done is retried next time."""
+        result = None
+        while self._functions:
+            done, result = self._functions[0]()
             if not done:
                 return False
+            self._functions.pop(0)
         self._future.set_result(result)
         if self._signal_function:
             self._signal_function(self)
@@ -470,8 +475,13 @@ class Picamera2:
     def capture_arrays(self, names: list[str] | None = None, wait: Any = None,
                        signal_function: Any = None) -> Any:
         names = names or ["main"]
+        if settings.frame_errors > 0:
+            settings.frame_errors -= 1
+            raise RuntimeError("Camera frontend has timed out!")
 
         def capture() -> tuple[bool, Any]:
+            if settings.frames_hang:
+                return (False, None)
             done, request = self._take_request()
             if not done:
                 return (False, None)
@@ -500,14 +510,19 @@ class Picamera2:
             self.mode_switches_while_encoding += 1
         preview_config = self.camera_config
 
-        def capture() -> tuple[bool, Any]:
+        def switch_mode() -> tuple[bool, Any]:
+            self.camera_config = camera_config
+            return (True, None)
+
+        def capture_and_switch_back() -> tuple[bool, Any]:
             if settings.still_hangs:
                 return (False, None)
             request = CompletedRequest(self, camera_config)
             self.camera_config = preview_config
             return (True, request.make_array(name))
 
-        return self.dispatch_functions([capture], wait, signal_function, immediate=True)
+        return self.dispatch_functions([switch_mode, capture_and_switch_back], wait,
+                                       signal_function, immediate=True)
 
     def cancel_all_and_flush(self) -> None:
         for job in self._job_list:
