@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import platform
+import re
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from importlib import import_module, metadata
@@ -59,6 +60,9 @@ from cadr_device.selftest import run_selftest
 logger = logging.getLogger(__name__)
 
 MODEL_FILE = "model.tflite"
+
+_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+_SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
 
 #: Oldest cadr app that reads manifest schema version 1.
 MIN_APP_VERSION = "0.1.0"
@@ -125,6 +129,7 @@ def convert_int8(request: ConversionRequest) -> ConversionResult:
             ``OUT.rejected/`` and no bundle is written.
         ConversionError: If conversion or the final bundle check fails.
     """
+    _check_identity(request)
     output_dir.check_destination(request.out, request.force)
     target_module = _target_module(request.targets)
     signing_key = load_signing_key(request.signing_key, request.demonstration_only)
@@ -199,16 +204,38 @@ def convert_int8(request: ConversionRequest) -> ConversionResult:
             request, settings=settings, source=source, rule=rule, validation=validation,
             cases=cases, tolerance=goldens.tolerance(output_scale), calibration=calibration,
             validation_set=validation_set, accelerators=accelerators)
-        write_manifest(staging, fields)
-        sign_bundle(staging, signing_key)
-        _check_bundle(staging, signing_key, request.signing_key)
-        output_dir.publish(staging, request.out)
+        _sign_and_publish(staging, request, fields, signing_key)
     except BaseException:
         output_dir.discard(staging)
         raise
 
     logger.info("Wrote bundle %s (%s@%s)", request.out, request.name, request.version)
     return ConversionResult(request.out, report, validation)
+
+
+def _check_identity(request: ConversionRequest) -> None:
+    """Check name, version and intended use before the slow steps.
+
+    The rules are those of ``cadr_device.manifest``, which checks them again when the
+    manifest is written.
+    """
+    if not _NAME.match(request.name):
+        raise InputError(f"--name {request.name!r} is invalid; use at most 64 lower-case "
+                         "letters, digits, '.', '_' or '-', starting with a letter or digit")
+    if not _SEMVER.match(request.version):
+        raise InputError(f"--version {request.version!r} is invalid; use MAJOR.MINOR.PATCH, "
+                         "for example 1.0.0")
+    if not request.intended_use.strip():
+        raise InputError("--intended-use is empty; state what the model is for")
+
+
+def _sign_and_publish(staging: Path, request: ConversionRequest, fields: dict[str, Any],
+                      signing_key: Any) -> None:
+    """Write and sign the manifest, verify the bundle as the device would, then publish it."""
+    write_manifest(staging, fields)
+    sign_bundle(staging, signing_key)
+    _check_bundle(staging, signing_key, request.signing_key)
+    output_dir.publish(staging, request.out)
 
 
 def _target_module(targets: tuple[str, ...]) -> Any:

@@ -57,3 +57,19 @@ def test_help_states_defaults_and_exit_codes() -> None:
     for fragment in ("default: 300", "default: 0.8", "default: 0.02", "default: 0.95",
                      "default: 0.9", "4 quality gate failed", "--signing-key"):
         assert fragment in text, fragment
+
+
+@pytest.mark.parametrize(("name", "version", "message"), [
+    ("Bad Name", "1.0.0", "--name 'Bad Name' is invalid"),
+    ("demo", "1.0", "--version '1.0' is invalid"),
+], ids=["name", "version"])
+def test_bad_identity_rejected_early(tmp_path: Path, name: str, version: str,
+                                     message: str) -> None:
+    from cadr_convert.conversion_errors import InputError
+    from cadr_convert.convert import ConversionRequest, convert_int8
+
+    request = ConversionRequest(model=tmp_path / "missing.keras", calibration=tmp_path,
+                                validation=tmp_path, out=tmp_path / "b", name=name,
+                                version=version)
+    with pytest.raises(InputError, match=message):
+        convert_int8(request)
