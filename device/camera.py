@@ -27,8 +27,8 @@ logger = logging.getLogger(__name__)
 #: Buffers of the preview configuration; the DRM preview needs at least 2 for an overlay.
 PREVIEW_BUFFER_COUNT = 4
 
-#: Longest wait for one viewfinder frame, in seconds; a camera that delivers none (cable
-#: loose, sensor hung) then raises CameraError instead of blocking the frame loop.
+#: Maximum wait for one viewfinder frame, in seconds. A camera that delivers no frame
+#: (cable loose, sensor hung) then raises CameraError instead of blocking the frame loop.
 FRAME_TIMEOUT_S = 5.0
 
 #: picamera2 ``Preview`` enum member for each ``camera.preview`` setting.
@@ -61,7 +61,7 @@ class StillCapture:
 
 
 class Camera(Protocol):
-    """What the app needs from a frame source."""
+    """Interface of a frame source, as the app uses it."""
 
     name: str
 

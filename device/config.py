@@ -2,9 +2,10 @@
 
 Every setting is declared once in :data:`SETTINGS` with its default, type, allowed values
 and help text. :func:`load_config` validates a YAML file against that table and returns a
-frozen :class:`DeviceConfig`; an unknown key or a bad value raises :class:`ConfigError`
-naming the dotted key and what is allowed. ``docs/configuration.md`` is rendered from the
-same table by :func:`render_markdown`, and a test keeps the two equal.
+frozen :class:`DeviceConfig`. An unknown key or an invalid value raises
+:class:`ConfigError`, which names the dotted key and the allowed values.
+``docs/configuration.md`` is rendered from the same table by :func:`render_markdown`,
+and a test keeps the two equal.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import yaml
 
 from cadr_device.errors import CadrError
 
-#: Where the systemd unit and the documentation put the file.
+#: Default configuration path, used by the systemd unit and the documentation.
 DEFAULT_CONFIG_PATH = Path("/etc/cadr/device.yaml")
 
 #: Largest configuration file read, in bytes.
@@ -219,8 +220,8 @@ def load_config(path: Path) -> DeviceConfig:
     """Read and validate the YAML configuration at ``path``.
 
     Raises:
-        ConfigError: If the file is unreadable or not a mapping, or a key is unknown or
-            has a value outside what :data:`SETTINGS` allows; the message names the key.
+        ConfigError: If the file is unreadable or not a mapping, or if a key is unknown
+            or has a value that :data:`SETTINGS` does not allow. The message names the key.
     """
     try:
         if path.stat().st_size > MAX_CONFIG_BYTES:
@@ -318,8 +319,8 @@ def _is_size(value: Any) -> bool:
 def config_from_options(options: argparse.Namespace) -> DeviceConfig:
     """Load the file named by ``--config`` (defaults when it is not given) and apply flags.
 
-    Command-line flags that H2's ``cadr-device run`` defines (``--bundle``, ``--keys``,
-    ``--locale``, ``--records``, ``--replay``, ``--overlay-dir``) override the file.
+    The flags of ``cadr-device run`` (``--bundle``, ``--keys``, ``--locale``,
+    ``--records``, ``--replay``, ``--overlay-dir``, ``--runtime-dir``) override the file.
     """
     config_path = getattr(options, "config", None)
     config = load_config(Path(config_path)) if config_path else defaults()
@@ -353,7 +354,7 @@ def render_markdown() -> str:
         "The file is a YAML mapping of sections; every key is optional and the defaults below",
         "apply. An unknown key or an invalid value stops start-up with a message that names",
         "the key and the allowed values. Command-line flags (`--bundle`, `--keys`, `--locale`,",
-        "`--records`, `--replay`, `--overlay-dir`) override the file.",
+        "`--records`, `--replay`, `--overlay-dir`, `--runtime-dir`) override the file.",
         "",
         "This page is generated from `cadr_device.config.SETTINGS`; `tests/test_config.py`",
         "fails when the two differ. Regenerate it with",

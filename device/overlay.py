@@ -173,7 +173,7 @@ class OverlayRenderer:
         return box[3]
 
     def _draw_guide(self, draw: ImageDraw.ImageDraw, size: tuple[int, int], box: CropBox) -> None:
-        # Shade outside the crop so the square the model sees stands out.
+        # Shade outside the crop so that the model's square is easy to see.
         for rect in ((0, 0, size[0], box.top), (0, box.bottom, size[0], size[1]),
                      (0, box.top, box.left, box.bottom), (box.right, box.top, size[0], box.bottom)):
             if rect[2] > rect[0] and rect[3] > rect[1]:

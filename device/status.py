@@ -1,8 +1,9 @@
 """Failure states the viewfinder shows, so a broken device never shows an empty overlay.
 
 Each :class:`Condition` has an on-screen message (a gettext message id, translated when
-drawn) and says whether it blocks screening. :class:`StatusBoard` holds the conditions
-in force; the overlay draws every one of them, most serious first.
+drawn), and :data:`BLOCKING` lists those that stop screening. :class:`StatusBoard`
+contains the conditions in force, and the overlay draws every one of them, most serious
+first.
 """
 
 from __future__ import annotations
