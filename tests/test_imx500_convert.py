@@ -248,3 +248,33 @@ def test_affine_layers_rebuilt_exactly(tmp_path):
     rebuilt = np.load(work / "float_outputs.npy")
     np.testing.assert_allclose(rebuilt, expected, atol=1e-5)
     assert (work / "quantized.keras").is_file()
+
+
+def test_nested_backbone_rebuilt_exactly(tmp_path):
+    """A saved model whose backbone is a nested functional model, wrapped once more."""
+    import keras
+
+    from cadr_convert.folding import wrap_with_normalisation
+
+    tools = _toolchain_or_skip()
+    backbone_input = keras.Input((32, 32, 3))
+    features = keras.layers.Conv2D(4, 3, strides=2, name="backbone_conv")(backbone_input)
+    features = keras.layers.GlobalAveragePooling2D(name="backbone_pool")(features)
+    backbone = keras.Model(backbone_input, features, name="backbone")
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.Dropout(0.1)(backbone(inputs))
+    source = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(x))
+    source.save(tmp_path / "nested.keras")
+    model = wrap_with_normalisation(keras.models.load_model(tmp_path / "nested.keras"),
+                                    "unit", 32, 32)
+    work = tmp_path / "work"
+    work.mkdir()
+    graph_export.export_float_model(model, work)
+    inputs_u8 = np.random.default_rng(2).integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
+    np.save(work / "calibration.npy", inputs_u8)
+    np.save(work / "validation.npy", inputs_u8)
+
+    toolchain.run_driver(tools, work)
+
+    expected = model.predict(inputs_u8.astype(np.float32), verbose=0)
+    np.testing.assert_allclose(np.load(work / "float_outputs.npy"), expected, atol=1e-5)

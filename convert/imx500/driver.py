@@ -175,10 +175,7 @@ class GraphBuilder:
             if entry["class_name"] == "InputLayer":
                 continue
             callable_layer = self._make(entry)
-            # A Keras 3 functional model owns a built-in node 0, so the nodes of its calls
-            # (and the references to them) count from 1.
-            first_node = 1 if entry["class_name"] == "Functional" else 0
-            for node_index, node in enumerate(entry.get("inbound_nodes", []), start=first_node):
+            for node_index, node in enumerate(entry.get("inbound_nodes", [])):
                 args = _resolve(node.get("args", []), tensors)
                 kwargs = _resolve(node.get("kwargs", {}), tensors)
                 result = callable_layer(*args, **kwargs)
@@ -186,7 +183,14 @@ class GraphBuilder:
                 for tensor_index, tensor in enumerate(results):
                     tensors[(entry["name"], node_index, tensor_index)] = tensor
 
-        return [_lookup(tensors, ref) for ref in _references(graph["output_layers"])]
+        # Keras 3 counts a nested functional model's own node 0 in output_layers, but not in
+        # the references inside inbound_nodes (keras/src/models/functional.py, 3.x).
+        functional = {e["name"] for e in graph["layers"] if e["class_name"] == "Functional"}
+        outputs = []
+        for name, node, index in _references(graph["output_layers"]):
+            own_node = node - 1 if name in functional else node
+            outputs.append(_lookup(tensors, (name, own_node, index)))
+        return outputs
 
     def _make(self, entry: dict[str, Any]) -> Any:
         class_name = entry["class_name"]
