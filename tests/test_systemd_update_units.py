@@ -59,7 +59,7 @@ def test_exec_start_parses_as_cli(name: str) -> None:
     assert argv[0] == INSTALLED_BINARY
     args = build_parser().parse_args(argv[1:])
     assert args.root == Path("/var/lib/cadr")
-    assert args.keys == Path("/etc/cadr/keys")
+    assert args.keys is None
 
 
 @pytest.mark.parametrize("name", SERVICES)

@@ -223,8 +223,19 @@ def test_cli_help_lists_exit_codes() -> None:
     result = run_cli("--help")
 
     assert result.returncode == 0
-    for code in ("10", "11", "12", "13", "14", "15", "16", "17", "18"):
+    for code in ("10", "11", "12", "13", "14", "15", "16", "17", "18", "19"):
         assert f"  {code}  " in result.stdout
+
+
+def test_missing_key_directory_exits_19(workspace: UpdateWorkspace, tmp_path: Path) -> None:
+    before = snapshot(workspace.root)
+
+    result = run_cli("--root", workspace.root, "--keys", tmp_path / "no-keys", "--no-restart",
+                     "install", workspace.package("1.1.0"))
+
+    assert result.returncode == 19
+    assert "trusted key directory not found" in result.stderr
+    assert snapshot(workspace.root) == before
 
 
 def test_lock_held_rejects_second_run(workspace: UpdateWorkspace) -> None:

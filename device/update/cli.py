@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 from cadr_device.update.config import (
-    DEFAULT_KEY_DIR,
     DEFAULT_ROOT,
     PackageLimits,
     ServiceSettings,
@@ -36,6 +35,7 @@ exit codes:
   16  the install root cannot be read or written (missing, read-only, disk full)
   17  recover found no verified bundle: the device has nothing to run
   18  rollback found no verified previous bundle
+  19  the trusted key directory is missing or contains no valid public key
 scan and scan-device return the code of the first failed package, else 0 when they
 installed one, else 11.
 """
@@ -50,8 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--root", type=Path, default=DEFAULT_ROOT,
                         help="install root holding bundles/, update/ and inbox/ "
                         "(default: %(default)s)")
-    parser.add_argument("--keys", type=Path, default=DEFAULT_KEY_DIR,
-                        help="directory of trusted *.pub keys (default: %(default)s)")
+    parser.add_argument("--keys", type=Path, default=None,
+                        help="directory of trusted *.pub keys (default: /etc/cadr/keys if "
+                        "it exists, else the keys shipped with the app, as cadr-device does)")
     parser.add_argument("--keep", type=int, default=3,
                         help="installed bundles to keep, besides current and previous "
                         "(default: %(default)s)")

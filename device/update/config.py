@@ -10,9 +10,6 @@ MIB = 1024 * 1024
 #: Default install root on a device.
 DEFAULT_ROOT = Path("/var/lib/cadr")
 
-#: Default trusted key directory on a device (see ``cadr_device.signing``).
-DEFAULT_KEY_DIR = Path("/etc/cadr/keys")
-
 #: Systemd unit of the camera app, restarted after a switch.
 DEVICE_SERVICE = "cadr-device.service"
 
@@ -54,7 +51,9 @@ class UpdateConfig:
     """Everything one ``cadr-update`` run needs."""
 
     root: Path = DEFAULT_ROOT
-    key_dir: Path = DEFAULT_KEY_DIR
+    key_dir: Path | None = None
+    """Trusted key directory; None means ``cadr_device.signing.default_key_dir()``, the
+    rule the camera app follows (``/etc/cadr/keys`` if it exists, else the shipped keys)."""
     keep: int = 3
     allow_downgrade: bool = False
     selftest_timeout_s: float = 300.0

@@ -83,6 +83,13 @@ class NoBundleError(UpdateError):
     reason = "no_bundle"
 
 
+class KeyDirectoryError(UpdateError):
+    """The trusted key directory is missing or contains no valid Ed25519 public key."""
+
+    exit_code = 19
+    reason = "no_trusted_keys"
+
+
 class NoRollbackTargetError(UpdateError):
     """``rollback`` found no verified previous bundle to switch back to."""
 

@@ -31,11 +31,12 @@ from typing import Any
 import cadr_device
 from cadr_device.bundle import load_bundle
 from cadr_device.errors import BundleError
-from cadr_device.signing import Keyring
+from cadr_device.signing import Keyring, default_key_dir
 from cadr_device.update.audit import AuditLog, utc_now
 from cadr_device.update.config import UpdateConfig
 from cadr_device.update.errors import (
     IncompatibleError,
+    KeyDirectoryError,
     NoBundleError,
     NoRollbackTargetError,
     NotNewerError,
@@ -97,15 +98,20 @@ class Updater:
         """The trusted keys, read on first use.
 
         Raises:
-            PackageError: If the key directory is missing or contains no valid key.
+            KeyDirectoryError: If the key directory is missing or contains no valid key.
 
         """
         if self._keyring is None:
             try:
-                self._keyring = Keyring.from_directory(self.config.key_dir)
+                self._keyring = Keyring.from_directory(self.key_dir)
             except BundleError as e:
-                raise PackageError(self.config.key_dir, str(e).split(": ", 1)[-1]) from e
+                raise KeyDirectoryError(str(e)) from e
         return self._keyring
+
+    @property
+    def key_dir(self) -> Path:
+        """The trusted key directory: ``--keys``, else the camera app's default."""
+        return self.config.key_dir if self.config.key_dir is not None else default_key_dir()
 
     @contextmanager
     def _session(self) -> Iterator[None]:
@@ -244,7 +250,7 @@ class Updater:
 
     def _run_selftest(self, bundle_dir: Path) -> None:
         argv = [sys.executable, "-m", "cadr_device.update.selftest_cli", str(bundle_dir),
-                "--keys", str(self.config.key_dir)]
+                "--keys", str(self.key_dir)]
         try:
             result = subprocess.run(argv, capture_output=True, text=True, check=False,
                                     timeout=self.config.selftest_timeout_s)
