@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from cadr_convert.folding import NORMALISATIONS
+from cadr_convert.train.model import ARCHITECTURES
 from cadr_device.preprocess import RESAMPLING
 
 logger = logging.getLogger(__name__)
@@ -26,7 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of ``cadr-train``."""
     parser = argparse.ArgumentParser(
         prog="cadr-train",
-        description="Train a MobileNetV2 binary classifier for cadr-convert, on the CPU.",
+        description="Train a small int8-friendly binary image classifier for cadr-convert, "
+                    "on the CPU.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--data", type=Path, required=True, help="training image folder")
@@ -45,8 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
                              "side, as on the device (default 0.8)")
     parser.add_argument("--resample", choices=sorted(RESAMPLING), default="bilinear",
                         help="resize filter, as on the device (default bilinear)")
-    parser.add_argument("--alpha", type=float, default=0.35,
-                        help="MobileNetV2 width multiplier (default 0.35)")
+    parser.add_argument("--architecture", choices=ARCHITECTURES, default="separable",
+                        help="backbone: separable (small depthwise-separable stack, trains "
+                             "from scratch) or mobilenetv2 (keras.applications, best with "
+                             "--init-weights) (default separable)")
+    parser.add_argument("--alpha", type=float, default=1.0,
+                        help="width multiplier of the backbone's channels (default 1.0)")
     parser.add_argument("--normalisation", choices=NORMALISATIONS, default="mobilenet",
                         help="pixel scaling the model is trained with (default mobilenet: "
                              "x/127.5-1)")
@@ -62,8 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of weights, shuffling, augmentation and split (default 0)")
     parser.add_argument("--init-weights", type=Path,
-                        help="starting weights: a .keras model of the same architecture, or "
-                             "MobileNetV2 no-top weights of the same alpha (never downloaded)")
+                        help="starting weights: a .keras model of the same architecture (layers "
+                             "matched by name and shape), or MobileNetV2 no-top weights of the "
+                             "same alpha with --architecture mobilenetv2 (never downloaded)")
     parser.add_argument("--threads", type=int, default=0,
                         help="TensorFlow CPU threads (default 0: TensorFlow's choice)")
     parser.add_argument("--verbose", action="store_true", help="log debug messages")
@@ -94,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
         config = TrainConfig(
             data=args.data, out=args.out, val=args.val, labels=labels,
             input_size=args.input_size, crop_fraction=args.crop_fraction,
-            resample=args.resample, alpha=args.alpha, normalisation=args.normalisation,
+            resample=args.resample, architecture=args.architecture, alpha=args.alpha,
+            normalisation=args.normalisation,
             epochs=args.epochs, patience=args.patience, batch_size=args.batch_size,
             learning_rate=args.learning_rate, dropout=args.dropout, seed=args.seed,
             val_fraction=args.val_fraction, init_weights=args.init_weights,

@@ -54,7 +54,8 @@ class TrainConfig:
         input_size: Model input side in pixels (square).
         crop_fraction: The device's centred square crop, as a fraction of the shorter side.
         resample: The device's resize filter name.
-        alpha: MobileNetV2 width multiplier.
+        architecture: Backbone, ``separable`` or ``mobilenetv2``.
+        alpha: Width multiplier of the backbone.
         normalisation: One of ``mobilenet``, ``unit``, ``imagenet``, ``none``.
         epochs: Largest number of epochs.
         patience: Epochs without a better validation ROC AUC before stopping.
@@ -74,7 +75,8 @@ class TrainConfig:
     input_size: int = 128
     crop_fraction: float = 0.8
     resample: str = "bilinear"
-    alpha: float = 0.35
+    architecture: str = "separable"
+    alpha: float = 1.0
     normalisation: str = "mobilenet"
     epochs: int = 30
     patience: int = 6
@@ -130,7 +132,7 @@ def train(config: TrainConfig) -> TrainResult:
     train_set, val_set = _load_sets(config, labels, rule)
 
     model = build_model(config.input_size, config.input_size, config.alpha, config.dropout,
-                        config.init_weights)
+                        init_weights=config.init_weights, architecture=config.architecture)
     steps = math.ceil(len(train_set) / config.batch_size)
     schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate,
                                                       decay_steps=steps * config.epochs)
@@ -229,7 +231,7 @@ def _sidecar(config: TrainConfig, labels: tuple[str, str], train_set: LabelledIn
         "input_size": [config.input_size, config.input_size],
         "crop_fraction": config.crop_fraction,
         "resample": config.resample,
-        "architecture": "MobileNetV2",
+        "architecture": config.architecture,
         "alpha": config.alpha,
         "parameters": parameters,
         "seed": config.seed,
