@@ -34,6 +34,7 @@ from cadr_device.camera import (
     ReplayFinished,
     blend,
 )
+from cadr_device.capture import CaptureTaker
 from cadr_device.config import DEFAULT_CONFIG_PATH, DeviceConfig, config_from_options
 from cadr_device.errors import ImageError, RecordError
 from cadr_device.i18n import translator
@@ -42,7 +43,7 @@ from cadr_device.model_setup import LoadedModel, load_model
 from cadr_device.notify import Notifier
 from cadr_device.overlay import OverlayRenderer, ShownResult, ViewState
 from cadr_device.pipeline import Screening
-from cadr_device.records import RecordStore, new_capture_id
+from cadr_device.records import RecordStore
 from cadr_device.status import Condition, StatusBoard
 from cadr_device.triggers import (
     GpioButton,
@@ -411,61 +412,20 @@ class CameraApp:
         if self.live is not None:
             self.live.reset()
 
-    # Capture -------------------------------------------------------------------------
-
     def _capture(self, trigger: str) -> None:
-        """Take, classify and record one capture; never raises."""
-        capture_id = new_capture_id()
-        try:
-            self._capture_checked(capture_id, trigger)
-        except Exception as e:  # noqa: BLE001 - one failed capture must not stop the device
-            logger.exception("Capture %s failed unexpectedly: %s", capture_id, e)
-            self.status.set(Condition.INFERENCE_FAILING, f"capture {capture_id}: {e}",
-                            capture_id=capture_id)
-            self.shown = ShownResult(capture_id, None)
-
-    def _capture_checked(self, capture_id: str, trigger: str) -> None:
-        blocking = self.status.blocking
-        if blocking is not None or self.screening is None or self.store is None:
-            reason = blocking.condition.value if blocking else "screening unavailable"
-            logger.warning("Capture %s (%s) rejected: %s", capture_id, trigger, reason)
+        """Take one capture through :class:`~cadr_device.capture.CaptureTaker`."""
+        taker = CaptureTaker(
+            camera=self.camera, screening=self.screening, store=self.store, status=self.status,
+            min_free_bytes=self.config.get("records.min_free_mb") * MIB,
+            still_timeout_s=self.config.get("camera.still_timeout_s"),
+            backend_note=self.model.fallback_note if self.model else None,
+        )
+        shown = taker.take(trigger)
+        if shown is None:
             return
-
-        try:
-            self.store.check_free_space(self.config.get("records.min_free_mb") * MIB)
-        except RecordError as e:
-            self.status.set(Condition.DISK_FULL, f"capture {capture_id} rejected: {e}")
-            return
-        self.status.clear(Condition.DISK_FULL)
-
-        logger.info("Capture %s triggered by %s", capture_id, trigger)
-        try:
-            still = self.camera.capture_still(self.config.get("camera.still_timeout_s"))
-        except (CameraError, ImageError, RuntimeError, OSError) as e:
-            self.screening.screen_failed(self.camera.name, f"camera error: {e}", capture_id)
-            self.status.set(Condition.CAPTURE_FAILED, f"capture {capture_id}: {e}",
-                            capture_id=capture_id)
-            self.shown = ShownResult(capture_id, None)
-            return
-        self.status.clear(Condition.CAPTURE_FAILED)
-
-        notes = [note for note in (still.fallback_note,
-                                   self.model.fallback_note if self.model else None) if note]
-        result = self.screening.screen(still.image, source=still.source, capture_id=capture_id,
-                                       fallback_note="; ".join(notes) or None)
-        self.shown = ShownResult(capture_id, result.prediction,
-                                 still_fallback=still.fallback_note is not None)
-        if result.prediction is None:
-            self.status.set(Condition.INFERENCE_FAILING, result.error or "no prediction",
-                            capture_id=capture_id)
-            return
-        self.status.clear(Condition.INFERENCE_FAILING)
-        self.status.clear(Condition.IMAGE_UNREADABLE)
-        self.stats.inference_ms = result.prediction.inference_ms
-        if result.error is not None:
-            self.status.set(Condition.RECORD_FAILED, result.error, capture_id=capture_id)
-        else:
-            self.status.clear(Condition.RECORD_FAILED)
+        self.shown = shown
+        if shown.prediction is not None:
+            self.stats.inference_ms = shown.prediction.inference_ms
 
     # Display -------------------------------------------------------------------------
 
