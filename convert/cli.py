@@ -24,6 +24,7 @@ from cadr_convert.convert import (
 )
 from cadr_convert.dataset import MIN_CALIBRATION_IMAGES
 from cadr_convert.folding import NORMALISATIONS
+from cadr_convert.settings import DEFAULT_CROP_FRACTION, DEFAULT_RESAMPLE
 from cadr_device.preprocess import RESAMPLING
 
 logger = logging.getLogger(__name__)
@@ -35,8 +36,9 @@ exit codes: 0 bundle written; 2 usage error; 3 input error (model, labels, image
 signing key, output folder); 4 quality gate failed (report in OUT.rejected/, no bundle);
 5 conversion or final bundle check failed.
 
-A cadr-train.json beside the model supplies --labels, --positive-label, --normalisation
-and --input-size; an option that contradicts it is an error.
+A cadr-train.json beside the model supplies --labels, --positive-label,
+--normalisation, --input-size, --crop-fraction and --resample; an option that
+contradicts it is an error.
 """
 
 
@@ -101,11 +103,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--input-size", type=_size, metavar="N|WxH",
                         help="model input size in pixels (default: the model's fixed input "
                              "shape, else cadr-train.json)")
-    parser.add_argument("--crop-fraction", type=float, default=0.8,
+    parser.add_argument("--crop-fraction", type=float, metavar="FRACTION",
                         help="side of the centred square crop as a fraction of the shorter image "
-                             "side, in (0, 1] (default: %(default)s)")
-    parser.add_argument("--resample", choices=sorted(RESAMPLING), default="bilinear",
-                        help="resize filter (default: %(default)s)")
+                             f"side, in (0, 1] (default: from cadr-train.json, else "
+                             f"{DEFAULT_CROP_FRACTION})")
+    parser.add_argument("--resample", choices=sorted(RESAMPLING),
+                        help="resize filter (default: from cadr-train.json, else "
+                             f"{DEFAULT_RESAMPLE})")
     parser.add_argument("--calibration-count", type=int, default=300, metavar="N",
                         help="calibration images sampled, in images (default: %(default)s; "
                              f"fewer than {MIN_CALIBRATION_IMAGES} is an error)")

@@ -82,8 +82,9 @@ DEFAULT_INTENDED_USE = (
 class ConversionRequest:
     """Everything one int8 conversion needs; see ``cadr-convert --help`` for each option.
 
-    ``labels``, ``positive_label``, ``normalisation`` and ``input_size`` may be None when
-    the trainer's ``cadr-train.json`` sidecar or the model supplies them.
+    ``labels``, ``positive_label``, ``normalisation``, ``input_size``, ``crop_fraction``
+    and ``resample`` may be None when the trainer's ``cadr-train.json`` sidecar or the
+    model supplies them; crop and resample then default to 0.8 and bilinear.
     """
 
     model: Path
@@ -97,8 +98,8 @@ class ConversionRequest:
     positive_label: str | None = None
     normalisation: str | None = None
     input_size: tuple[int, int] | None = None
-    crop_fraction: float = 0.8
-    resample: str = "bilinear"
+    crop_fraction: float | None = None
+    resample: str | None = None
     calibration_count: int = 300
     seed: int = 0
     allow_small_calibration: bool = False
@@ -139,10 +140,11 @@ def convert_int8(request: ConversionRequest) -> ConversionResult:
     sidecar = read_sidecar(sidecar_path) if sidecar_path else None
     settings = resolve_settings(source, sidecar, labels=request.labels,
                                 positive_label=request.positive_label,
-                                normalisation=request.normalisation, input_size=request.input_size)
+                                normalisation=request.normalisation, input_size=request.input_size,
+                                crop_fraction=request.crop_fraction, resample=request.resample)
     try:
         rule = PreprocessRule(settings.input_size[0], settings.input_size[1],
-                              crop_fraction=request.crop_fraction, resample=request.resample)
+                              crop_fraction=settings.crop_fraction, resample=settings.resample)
     except ValueError as e:
         raise InputError(str(e)) from e
 

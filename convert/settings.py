@@ -17,6 +17,11 @@ from cadr_convert.source_model import Sidecar, SourceModel
 
 T = TypeVar("T")
 
+#: Crop and resize used when neither an option nor the sidecar sets them; the device's
+#: framing guide draws the same square.
+DEFAULT_CROP_FRACTION = 0.8
+DEFAULT_RESAMPLE = "bilinear"
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -28,6 +33,8 @@ class Settings:
         positive_index: Index of ``positive_label`` in ``labels``.
         normalisation: One of :data:`cadr_convert.folding.NORMALISATIONS`.
         input_size: Model input (width, height) in pixels.
+        crop_fraction: Side of the centre-square crop as a fraction of the shorter side.
+        resample: Resize filter name, a key of ``cadr_device.preprocess.RESAMPLING``.
     """
 
     labels: tuple[str, str]
@@ -35,6 +42,8 @@ class Settings:
     positive_index: int
     normalisation: str
     input_size: tuple[int, int]
+    crop_fraction: float = DEFAULT_CROP_FRACTION
+    resample: str = DEFAULT_RESAMPLE
 
 
 def _merge(name: str, option: T | None, sidecar_value: T | None,
@@ -48,7 +57,8 @@ def _merge(name: str, option: T | None, sidecar_value: T | None,
 
 def resolve_settings(source: SourceModel, sidecar: Sidecar | None, *,
                      labels: tuple[str, str] | None, positive_label: str | None,
-                     normalisation: str | None, input_size: tuple[int, int] | None) -> Settings:
+                     normalisation: str | None, input_size: tuple[int, int] | None,
+                     crop_fraction: float | None = None, resample: str | None = None) -> Settings:
     """Merge options, sidecar and model shapes into :class:`Settings`.
 
     Raises:
@@ -88,5 +98,11 @@ def resolve_settings(source: SourceModel, sidecar: Sidecar | None, *,
     if size is None:
         raise InputError("the model's input size is dynamic; pass --input-size WIDTHxHEIGHT")
 
+    crop = _merge("crop fraction", crop_fraction,
+                  sidecar.crop_fraction if sidecar else None, sidecar)
+    filter_name = _merge("resample", resample, sidecar.resample if sidecar else None, sidecar)
+
     return Settings(merged_labels, positive, merged_labels.index(positive),
-                    merged_normalisation, size)
+                    merged_normalisation, size,
+                    DEFAULT_CROP_FRACTION if crop is None else crop,
+                    DEFAULT_RESAMPLE if filter_name is None else filter_name)

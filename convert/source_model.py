@@ -46,13 +46,18 @@ class SourceModel:
 
 @dataclass(frozen=True)
 class Sidecar:
-    """The defaults the trainer recorded in ``cadr-train.json``; each field may be absent."""
+    """The defaults the trainer recorded in ``cadr-train.json``; each field may be absent.
+
+    Other keys of the file (training history, architecture) are ignored here.
+    """
 
     path: Path
     normalisation: str | None = None
     labels: tuple[str, str] | None = None
     positive_label: str | None = None
     input_size: tuple[int, int] | None = None
+    crop_fraction: float | None = None
+    resample: str | None = None
 
 
 def load_source_model(path: Path) -> SourceModel:
@@ -183,8 +188,18 @@ def read_sidecar(path: Path) -> Sidecar:
     if positive is not None and not isinstance(positive, str):
         raise InputError(f"{path}: 'positive_label' must be a string, got {positive!r}")
 
+    crop_fraction = data.get("crop_fraction")
+    if crop_fraction is not None and (isinstance(crop_fraction, bool)
+                                      or not isinstance(crop_fraction, int | float)):
+        raise InputError(f"{path}: 'crop_fraction' must be a number, got {crop_fraction!r}")
+
+    resample = data.get("resample")
+    if resample is not None and not isinstance(resample, str):
+        raise InputError(f"{path}: 'resample' must be a string, got {resample!r}")
+
     size = _sidecar_size(path, data.get("input_size"))
-    return Sidecar(path, normalisation, labels, positive, size)
+    return Sidecar(path, normalisation, labels, positive, size,
+                   None if crop_fraction is None else float(crop_fraction), resample)
 
 
 def _sidecar_size(path: Path, value: Any) -> tuple[int, int] | None:

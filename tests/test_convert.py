@@ -179,17 +179,23 @@ def test_sidecar_supplies_defaults_and_conflicts(tiny_bundle, tmp_path: Path) ->
     model = tmp_path / "model.keras"
     shutil.copy(tiny_bundle.model, model)
     sidecar = {"normalisation": "mobilenet", "labels": list(LABELS), "positive_label": "severe",
-               "input_size": 32}
+               "input_size": [32, 32], "crop_fraction": 0.9, "resample": "bicubic",
+               "val_auc": 0.97}
     (tmp_path / "cadr-train.json").write_text(json.dumps(sidecar), encoding="utf-8")
 
     result = convert_int8(request_for(tiny_bundle, tmp_path / "bundle", model=model,
                                       labels=None, normalisation=None))
     manifest = yaml.safe_load((result.bundle / "manifest.yaml").read_text(encoding="utf-8"))
     assert manifest["labels"] == list(LABELS)
+    assert manifest["preprocess"]["crop_fraction"] == 0.9
+    assert manifest["preprocess"]["resample"] == "bicubic"
 
     with pytest.raises(InputError, match="normalisation conflict"):
         convert_int8(request_for(tiny_bundle, tmp_path / "other", model=model,
                                  normalisation="unit"))
+    with pytest.raises(InputError, match="crop fraction conflict"):
+        convert_int8(request_for(tiny_bundle, tmp_path / "other", model=model,
+                                 crop_fraction=0.8))
 
 
 def test_missing_labels_rejected(tiny_bundle, tmp_path: Path) -> None:
