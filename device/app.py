@@ -136,7 +136,10 @@ class _Stats:
             self.fps = rate if self.fps is None else (
                 (1 - FPS_SMOOTHING) * self.fps + FPS_SMOOTHING * rate)
         self.last_frame_time = now
-        if self.last_refresh is None or now - self.last_refresh >= STATUS_REFRESH_S:
+        first_values = ((self.shown_fps is None and self.fps is not None)
+                        or (self.shown_inference_ms is None and self.inference_ms is not None))
+        if (first_values or self.last_refresh is None
+                or now - self.last_refresh >= STATUS_REFRESH_S):
             self.shown_fps = self.fps
             self.shown_inference_ms = self.inference_ms
             self.last_refresh = now

@@ -509,3 +509,23 @@ def test_still_timeout_restores_preview(picamera2: Any) -> None:
     assert config["main"]["size"] == (640, 480)
     assert config["lores"] is not None
     assert frame.shape == (480, 640, 3)
+
+
+@pytest.mark.hardware
+def test_real_camera_frame_and_still() -> None:
+    import importlib.util
+
+    spec = importlib.util.find_spec("picamera2")
+    if spec is None or spec.origin is None or "fakes" in spec.origin:
+        pytest.skip("needs the real picamera2 (python3-picamera2) and a camera module")
+    camera = make_camera(preview_kind="null")
+    camera.start()
+    try:
+        frame = camera.preview_frame()
+        still = camera.capture_still(timeout_s=5)
+    finally:
+        camera.stop()
+
+    assert frame.shape == (480, 640, 3)
+    assert still.fallback_note is None
+    assert camera.mapping is not None
