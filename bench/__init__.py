@@ -1,0 +1,1 @@
+"""Benchmarks of cadr: run ``python -m bench`` from the repository root."""
