@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,25 @@ def import_fake(name: str) -> Any:
     module = __import__(name)
     assert Path(module.__file__).is_relative_to(FAKES), f"{name} is not the fake: {module.__file__}"
     return module
+
+
+def fake_module(name: str) -> Iterator[Any]:
+    """Yield a fake module with default settings, then unload it and its path entry.
+
+    Other tests of the session then see the machine as it is (no picamera2, no gpiozero).
+    """
+    module = import_fake(name)
+    reset = getattr(module, "reset", None)
+    if reset is not None:
+        reset()
+    try:
+        yield module
+    finally:
+        if reset is not None:
+            reset()
+        sys.modules.pop(name, None)
+        if str(FAKES) in sys.path:
+            sys.path.remove(str(FAKES))
 
 
 def write_scenes(folder: Path, count: int = 2, size: tuple[int, int] = (640, 480)) -> Path:

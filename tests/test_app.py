@@ -26,7 +26,7 @@ from camera_support import (
     GUIDE_RGB,
     base_sections,
     copy_bundle,
-    import_fake,
+    fake_module,
     record_files,
     run_options,
     write_config,
@@ -48,10 +48,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 @pytest.fixture
 def picamera2() -> Iterator[Any]:
-    module = import_fake("picamera2")
-    module.reset()
-    yield module
-    module.reset()
+    yield from fake_module("picamera2")
 
 
 def sections(tmp_path: Path, tiny_bundle: Any, **extra: dict[str, Any]) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from camera_support import import_fake, write_scenes
+from camera_support import fake_module, write_scenes
 from PIL import Image
 
 from cadr_device.camera import CameraError, Picamera2Camera, ReplayCamera, ReplayFinished
@@ -40,15 +40,12 @@ PIXEL = (200, 80, 30)  # R, G, B: red and blue clearly differ
 
 @pytest.fixture
 def picamera2() -> Iterator[Any]:
-    module = import_fake("picamera2")
-    module.reset()
-    yield module
-    module.reset()
+    yield from fake_module("picamera2")
 
 
 @pytest.fixture
-def gpiozero() -> Any:
-    return import_fake("gpiozero")
+def gpiozero() -> Iterator[Any]:
+    yield from fake_module("gpiozero")
 
 
 def colourful_scene() -> np.ndarray:
