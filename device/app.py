@@ -355,7 +355,9 @@ class CameraApp:
 
         if self.replay and self.captured_current:
             return self._advance_replay()
-        if not self.replay:
+        # A replay that captures by itself runs as fast as it can; one that waits for a
+        # trigger is paced like the camera.
+        if not self.replay or not self.config.get("replay.auto_capture"):
             interval = 1.0 / self.config.get("camera.frame_rate_hz")
             time.sleep(max(0.0, interval - (time.monotonic() - started)))
         return True
