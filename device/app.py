@@ -292,8 +292,8 @@ class CameraApp:
         """Send READY=1 only when screening works, else only a STATUS= line.
 
         Without READY=1 systemd keeps the unit "activating" and restarts it after
-        TimeoutStartSec, and cadr-update sees that a new bundle did not come up and rolls
-        back. The viewfinder shows the failure in the meantime.
+        TimeoutStartSec, and cadr-update detects that a new bundle did not come up and
+        rolls back. The viewfinder shows the failure in the meantime.
         """
         summary = self.status.summary()
         if self.status.blocking is None and self.screening is not None:
@@ -307,9 +307,9 @@ class CameraApp:
         self._stop_requested = True
 
     def _clock(self) -> float:
-        """The view clock: frame count over the frame rate for replay, monotonic otherwise.
+        """Return the view time in seconds: frames over the frame rate in replay, else monotonic.
 
-        Replay runs as fast as the machine allows, so its timing (live rate, result panel
+        Replay may run faster than real time, so its timing (live rate, result panel
         time) follows frames, which makes a replay run repeatable.
         """
         return self._view_time if self.replay else time.monotonic()
