@@ -31,6 +31,10 @@ PREVIEW_BUFFER_COUNT = 4
 #: (cable loose, sensor hung) then raises CameraError instead of blocking the frame loop.
 FRAME_TIMEOUT_S = 5.0
 
+#: Relative difference of the preview and still aspect ratios that is still treated as
+#: equal (rounding of stream sizes to even or aligned widths).
+ASPECT_TOLERANCE = 0.01
+
 #: picamera2 ``Preview`` enum member for each ``camera.preview`` setting.
 PREVIEW_KINDS = {"drm": "DRM", "qtgl": "QTGL", "null": "NULL"}
 
@@ -267,6 +271,7 @@ class Picamera2Camera:
         )
         picam2.configure(config)
         self._preview_config = config
+        self._warn_on_aspect_mismatch()
         if self._still_size is not None:
             self._still_config = picam2.create_still_configuration(
                 main={"size": self._still_size, "format": self.main_format},
@@ -283,6 +288,22 @@ class Picamera2Camera:
                     self.main_format, self.preview_size, self.lores_format, self.lores_size,
                     self._still_size or "main stream", self.preview_kind)
         self._check_colour_order()
+
+    def _warn_on_aspect_mismatch(self) -> None:
+        """Log when the still and the preview have different aspect ratios.
+
+        The framing guide scales the model's crop from still to preview coordinates,
+        which is exact only when both streams show the same field of view.
+        """
+        if self._still_size is None:
+            return
+        preview_aspect = self.preview_size[0] / self.preview_size[1]
+        still_aspect = self._still_size[0] / self._still_size[1]
+        if abs(preview_aspect / still_aspect - 1.0) > ASPECT_TOLERANCE:
+            logger.warning("camera.preview_size %s and camera.still_size %s have different "
+                           "aspect ratios, so the framing guide may not match the crop; "
+                           "use sizes with the same aspect ratio", self.preview_size,
+                           self._still_size)
 
     def _start_preview(self) -> None:
         preview_enum = self._module.Preview

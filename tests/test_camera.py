@@ -526,3 +526,21 @@ def test_real_camera_frame_and_still() -> None:
     assert frame.shape == (480, 640, 3)
     assert still.fallback_note is None
     assert camera.mapping is not None
+
+
+def test_aspect_mismatch_warned(picamera2: Any, caplog: pytest.LogCaptureFixture) -> None:
+    camera = make_camera(preview_size=(1280, 720), still_size=(4056, 3040))
+
+    camera.start()
+    camera.stop()
+
+    assert "different aspect ratios" in caplog.text
+
+
+def test_matching_aspect_not_warned(picamera2: Any, caplog: pytest.LogCaptureFixture) -> None:
+    camera = make_camera(preview_size=(1280, 720), still_size=(4608, 2592))
+
+    camera.start()
+    camera.stop()
+
+    assert "different aspect ratios" not in caplog.text
