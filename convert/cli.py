@@ -84,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="labelled folder with one subfolder per label, searched recursively")
     parser.add_argument("--out", type=Path, required=True, metavar="DIR",
                         help="bundle folder to create; rejected if it exists unless --force")
+
     parser.add_argument("--signing-key", type=Path, metavar="PEM",
                         help="Ed25519 private key that signs manifest.yaml (required; the demo "
                              "key models/keys/cadr-demo-signing-key.pem only with "
@@ -91,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--name", required=True,
                         help="bundle name: lower-case letters, digits, '.', '_' or '-'")
     parser.add_argument("--version", required=True, help="bundle version, MAJOR.MINOR.PATCH")
+
     parser.add_argument("--labels", type=_labels, metavar="NEGATIVE,POSITIVE",
                         help="the two class names in the model's output order (default: from "
                              "cadr-train.json)")
@@ -110,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--resample", choices=sorted(RESAMPLING),
                         help="resize filter (default: from cadr-train.json, else "
                              f"{DEFAULT_RESAMPLE})")
+
     parser.add_argument("--calibration-count", type=int, default=300, metavar="N",
                         help="calibration images sampled, in images (default: %(default)s; "
                              f"fewer than {MIN_CALIBRATION_IMAGES} is an error)")
@@ -118,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "(test models only)")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of the calibration sampling (default: %(default)s)")
+
     parser.add_argument("--target-sensitivity", type=_fraction, default=0.90,
                         help="sensitivity the int8 threshold must reach on validation, 0..1 "
                              "(default: %(default)s)")
@@ -131,15 +135,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--min-output-spread", type=_fraction, default=defaults.min_output_spread,
                         help="gate: smallest allowed max minus min int8 probability; below it the "
                              "output counts as constant (default: %(default)s)")
+
     parser.add_argument("--demonstration-only", action="store_true",
                         help="mark the bundle 'demonstration model – not for clinical use'")
     parser.add_argument("--intended-use", default=DEFAULT_INTENDED_USE,
                         help="intended-use statement stored in the manifest (default: the "
                              "screening-aid statement)")
+
     parser.add_argument("--target", action="append", choices=(CPU_TARGET, *ACCELERATOR_TARGETS),
                         default=None,
                         help="extra accelerator model to build; repeatable (cpu is always "
                              "built)")
+
     parser.add_argument("--layer-errors", action="store_true",
                         help="add the per-layer quantization error to the report even when "
                              "the gate passes (always added when it fails)")

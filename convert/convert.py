@@ -84,7 +84,7 @@ class ConversionRequest:
 
     ``labels``, ``positive_label``, ``normalisation``, ``input_size``, ``crop_fraction``
     and ``resample`` may be None when the trainer's ``cadr-train.json`` sidecar or the
-    model supplies them; crop and resample then default to 0.8 and bilinear.
+    model supplies them. Without either, crop and resample default to 0.8 and bilinear.
     """
 
     model: Path
@@ -197,6 +197,7 @@ def convert_int8(request: ConversionRequest) -> ConversionResult:
             int8_probabilities=int8_probabilities, threshold=validation.threshold,
             gate=request.gate, bundle_dir=staging, normalisation=settings.normalisation,
             input_size=settings.input_size, seed=request.seed,
+            target_sensitivity=request.target_sensitivity,
         )
         accelerators = _run_targets(target_module, request.targets, context, report)
 
@@ -390,7 +391,9 @@ def _manifest_fields(request: ConversionRequest, *, settings: Settings, source: 
         "preprocess": {"crop": rule.crop, "crop_fraction": rule.crop_fraction,
                        "resample": rule.resample},
         "decision": {
-            "threshold": round(validation.threshold, 6),
+            # Rounded down: rounding up could put the threshold above the int8 output
+            # step it was chosen at, and the device would then miss those positives.
+            "threshold": float(np.floor(validation.threshold * 1e6) / 1e6),
             "target_sensitivity": validation.target_sensitivity,
             "sensitivity": round(validation.int8_point.sensitivity, 6),
             "specificity": round(validation.int8_point.specificity, 6),
