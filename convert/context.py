@@ -51,6 +51,8 @@ class ConversionContext:
         normalisation: Name of the normalisation folded into the graph.
         input_size: Model input (width, height) in pixels.
         seed: The seed used for calibration sampling.
+        target_sensitivity: The sensitivity ``threshold`` was chosen to reach; None when
+            unknown, and a target then aims at the int8 model's sensitivity at ``threshold``.
     """
 
     float_model: Any
@@ -67,3 +69,4 @@ class ConversionContext:
     normalisation: str
     input_size: tuple[int, int]
     seed: int
+    target_sensitivity: float | None = None

@@ -41,7 +41,8 @@ out_dir.mkdir(parents=True, exist_ok=True)
 
 
 def with_accelerators(base: Path, directory: Path, *, edgetpu: bool = False,
-                      imx500: bool = False, imx500_size: int = INPUT_SIZE) -> Bundle:
+                      imx500: bool = False, imx500_size: int = INPUT_SIZE,
+                      imx500_threshold: Any = 0.6) -> Bundle:
     """Copy ``base`` to ``directory``, add the requested accelerator files, re-sign and load it."""
     shutil.copytree(base, directory)
     manifest: dict[str, Any] = yaml.safe_load((directory / MANIFEST_NAME).read_text())
@@ -61,6 +62,7 @@ def with_accelerators(base: Path, directory: Path, *, edgetpu: bool = False,
             "file": "imx500/packerOut.zip",
             "input": {"width": imx500_size, "height": imx500_size, "color_order": "RGB"},
             "output": {"positive_index": 0},
+            "decision": {"threshold": imx500_threshold, "target_sensitivity": 0.9},
         }
 
     manifest["accelerators"] = accelerators

@@ -65,6 +65,29 @@ def test_imx500_reads_sensor_output(bundle, tmp_path, packager):
     assert classifier.classify(PIXELS, fake_imx500.frame_metadata(0.05)).label == "non_severe"
 
 
+def test_sensor_uses_own_threshold(bundle, tmp_path, packager):
+    classifier, _ = _select(bundle, tmp_path)
+
+    between = classifier.classify(PIXELS, fake_imx500.frame_metadata(0.5))
+    on_cpu = classifier.classify(PIXELS)
+
+    assert bundle.manifest.decision.threshold < 0.5
+    assert between.threshold == pytest.approx(0.6)
+    assert not between.positive
+    assert on_cpu.threshold == pytest.approx(bundle.manifest.decision.threshold)
+
+
+def test_invalid_sensor_threshold_rejected(base_bundle, tmp_path, packager):
+    broken = with_accelerators(base_bundle, tmp_path / "broken", imx500=True,
+                               imx500_threshold=1.5)
+
+    _, status = _select(broken, tmp_path)
+
+    assert status.name == "CPU"
+    assert "decision.threshold is 1.5, not a probability" in status.reason
+    assert fake_imx500.settings.instances == []
+
+
 def test_imx500_network_packaged_once(bundle, tmp_path, packager):
     _select(bundle, tmp_path)
     _select(bundle, tmp_path)

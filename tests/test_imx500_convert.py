@@ -91,6 +91,10 @@ def test_imx500_report_side_by_side(imx500_bundle):
         assert figures["auc_drop"] <= GateLimits().max_auc_drop
         assert figures["spread"] >= GateLimits().min_output_spread
     assert rows["tflite_int8"]["float_auc"] == rows["imx500_mct"]["float_auc"]
+    decision = section["sensor_decision"]
+    assert decision["target_sensitivity"] == 0.9
+    assert decision["sensitivity"] >= 0.9
+    assert 0.0 <= decision["threshold"] <= 1.0
     assert section["toolchain"]["model_compression_toolkit"].startswith("2.")
     assert section["toolchain"]["tensorflow"].startswith("2.15")
 

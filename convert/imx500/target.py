@@ -26,6 +26,7 @@ import numpy as np
 from cadr_convert.context import ConversionContext
 from cadr_convert.conversion_errors import ConversionError, GateError
 from cadr_convert.imx500 import fidelity, graph_export, toolchain
+from cadr_convert.metrics import operating_point, threshold_for_sensitivity
 
 logger = logging.getLogger(__name__)
 
@@ -83,8 +84,10 @@ def build_imx500(context: ConversionContext, venv: Path | None = None) -> dict[s
         raise GateError(f"IMX500 target: the MCT-quantized model failed the quality gate: "
                         f"{failure}; the CPU int8 model passed. Leave out --target imx500 or "
                         "retrain with quantization in mind")
-    logger.info("IMX500 model built: ROC AUC %.4f (int8 TFLite %.4f), agreement %.4f, %s",
-                mct.auc, int8.auc, mct.agreement, memory.get("memory_usage"))
+    decision = _sensor_decision(context, quantized, int8)
+    logger.info("IMX500 model built: ROC AUC %.4f (int8 TFLite %.4f), agreement %.4f, "
+                "threshold %.4f, %s", mct.auc, int8.auc, mct.agreement, decision["threshold"],
+                memory.get("memory_usage"))
 
     width, height = context.input_size
     versions = _versions(driver)
@@ -99,6 +102,7 @@ def build_imx500(context: ConversionContext, venv: Path | None = None) -> dict[s
             "normalisation_applied_by": "network",
         },
         "output": {"positive_index": column},
+        "decision": decision,
         "memory": memory,
         "toolchain": versions,
         "packaging": "imx500-package -i packerOut.zip -o DIR on the device makes network.rpk",
@@ -109,10 +113,29 @@ def build_imx500(context: ConversionContext, venv: Path | None = None) -> dict[s
         "rebuild_dropped_config_keys": driver.get("dropped_config_keys", {}),
         "threshold": context.threshold,
         "fidelity_vs_float": fidelity.side_by_side({"tflite_int8": int8, "imx500_mct": mct}),
+        "sensor_decision": decision,
         "note": "IMX500 figures simulate MCT's quantized model on the host; they are not "
                 "measured on the sensor",
     }
     return {"manifest": entry, "report": report}
+
+
+def _sensor_decision(context: ConversionContext, quantized: np.ndarray,
+                     int8: fidelity.Fidelity) -> dict[str, float]:
+    """Choose the sensor's own threshold so that it reaches the bundle's target sensitivity.
+
+    The MCT model's probabilities differ slightly from the int8 TFLite model's, so the
+    bundle's threshold can leave the sensor below the target; the device applies this
+    threshold to the sensor's outputs and the bundle's to the CPU model's.
+    """
+    target = context.target_sensitivity
+    if target is None:
+        target = int8.sensitivity
+    threshold = threshold_for_sensitivity(context.validation_labels, quantized, target)
+    point = operating_point(context.validation_labels, quantized, threshold)
+    return {"threshold": round(float(threshold), 6), "target_sensitivity": float(target),
+            "sensitivity": round(point.sensitivity, 6),
+            "specificity": round(point.specificity, 6)}
 
 
 def _positive_column(float_outputs: np.ndarray, float_probabilities: np.ndarray) -> int:

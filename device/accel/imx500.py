@@ -126,14 +126,19 @@ class Imx500Classifier:
         imx500: picamera2's ``IMX500`` helper with the network loaded.
         cpu: The bundle's CPU classifier, used for inputs without sensor output.
         positive_index: Column of the sensor output that is the positive probability.
+        sensor_threshold: Operating point for the sensor's probabilities, chosen by the
+            converter on the MCT-quantized model for the bundle's target sensitivity; the
+            CPU model's probabilities keep the bundle's threshold.
     """
 
-    def __init__(self, bundle: Bundle, imx500: Any, cpu: Classifier, positive_index: int) -> None:
+    def __init__(self, bundle: Bundle, imx500: Any, cpu: Classifier, positive_index: int,
+                 sensor_threshold: float) -> None:
         self.bundle = bundle
         self.imx500 = imx500
         self.cpu = cpu
         self.runtime = cpu.runtime
         self.positive_index = positive_index
+        self.sensor_threshold = sensor_threshold
         self._last_missing_log = -MISSING_OUTPUT_LOG_INTERVAL_S
         self.missing_outputs = 0
 
@@ -164,12 +169,17 @@ class Imx500Classifier:
 
     def classify(self, model_input: np.ndarray,
                  metadata: dict[str, Any] | None = None) -> Prediction:
-        """Classify one frame and apply the bundle's operating point."""
-        probability, elapsed_ms = self.probability(model_input, metadata)
+        """Classify one frame at the sensor's operating point, or with the CPU model."""
+        result = self.sensor_probability(metadata) if metadata is not None else None
+        if result is None:
+            self._note_missing_output(metadata is None)
+            return self.cpu.classify(model_input)
+
+        probability, elapsed_ms = result
         manifest = self.bundle.manifest
-        positive = probability >= manifest.decision.threshold
+        positive = probability >= self.sensor_threshold
         label = manifest.positive_label if positive else manifest.negative_label
-        return Prediction(probability, manifest.decision.threshold, positive, label, elapsed_ms)
+        return Prediction(probability, self.sensor_threshold, positive, label, elapsed_ms)
 
     def _note_missing_output(self, no_metadata: bool) -> None:
         self.missing_outputs += 1
@@ -211,6 +221,13 @@ def build_imx500_classifier(bundle: Bundle, cpu: Classifier, cache_dir: Path,
             f"match the model input {expected[0]}x{expected[1]}; rebuild the bundle"
         )
 
+    positive_index = int(entry.get("output", {}).get("positive_index", 0))
+    threshold = entry.get("decision", {}).get("threshold", bundle.manifest.decision.threshold)
+    if isinstance(threshold, bool) or not isinstance(threshold, int | float) \
+            or not 0.0 <= threshold <= 1.0:
+        raise AcceleratorUnavailable(f"accelerators.imx500.decision.threshold is {threshold!r}, "
+                                     "not a probability; rebuild the bundle")
+
     network = package_network(packer, cache_dir)
     if imx500_class is None:
         imx500_class = _import_imx500()
@@ -226,10 +243,9 @@ def build_imx500_classifier(bundle: Bundle, cpu: Classifier, cache_dir: Path,
     roi = framing_roi(bundle.manifest.preprocess)
     imx500.set_inference_roi_abs(roi.as_tuple())
 
-    positive_index = int(entry.get("output", {}).get("positive_index", 0))
     logger.info("IMX500 network %s loaded on camera %s, inference region %s",
                 network, imx500.camera_num, roi.as_tuple())
-    return Imx500Classifier(bundle, imx500, cpu, positive_index)
+    return Imx500Classifier(bundle, imx500, cpu, positive_index, float(threshold))
 
 
 def _import_imx500() -> Any:
