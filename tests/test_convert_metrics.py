@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cadr_convert.conversion_errors import InputError
 from cadr_convert.context import GateLimits
+from cadr_convert.conversion_errors import InputError
 from cadr_convert.dataset import labelled_files, sample_calibration_files
 from cadr_convert.metrics import operating_point, roc_auc, threshold_for_sensitivity
 from cadr_convert.validate import check_gate, compare
