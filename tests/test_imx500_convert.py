@@ -6,6 +6,7 @@ except under CI=true, where its absence is a failure.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import stat
@@ -132,6 +133,33 @@ def test_imx500_rejects_unsupported_layer(tmp_path):
     assert "Traceback" not in message
 
 
+def test_imx500_rejects_too_large_network(tmp_path):
+    import keras
+
+    from cadr_convert.imx500.target import build_imx500
+
+    _toolchain_or_skip()
+    inputs = keras.Input((512, 512, 3), batch_size=1)
+    x = keras.layers.Conv2D(64, 3, padding="same", activation="relu")(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(x))
+    calibration = np.random.default_rng(0).integers(0, 256, (4, 512, 512, 3), dtype=np.uint8)
+    context = _context_for(model, tmp_path, calibration)
+    probabilities = model.predict(calibration[:4].astype(np.float32), verbose=0).reshape(-1)
+    context = dataclasses.replace(context, float_probabilities=probabilities,
+                                  int8_probabilities=probabilities, input_size=(512, 512))
+
+    with pytest.raises(ConversionError) as caught:
+        build_imx500(context)
+
+    message = str(caught.value)
+    assert message.startswith("imxconv-tf rejected the model (exit code 1):")
+    assert "Not enough memory, available: 8.00MB" in message
+    assert message.count("Not enough memory") == 1
+    assert "Traceback" not in message
+    assert not (context.bundle_dir / "imx500").exists()
+
+
 def test_graph_export_rejects_lambda(tmp_path):
     import keras
 
@@ -198,6 +226,22 @@ def test_driver_model_error_is_one_message(tmp_path):
 
     with pytest.raises(ConversionError, match=r"^IMX500 target: layer x is bad$"):
         toolchain.run_driver(tools, tmp_path)
+
+
+def test_converter_error_repeats_dropped():
+    # imxconv-tf 3.19 printed these for a network larger than the sensor's memory.
+    output = (
+        "2026-12-04 20:53:37.439 ERROR: CODE: [ISM] ConvFe error (ISM) on 'quantized': Not "
+        "enough memory, available: 8.00MB , required: 131.06MB \n"
+        'Exception in thread "main" sdsp.app.logging.FailureInSubRunningHideErrorException: '
+        "ERROR: CODE: [ISM] ConvFe error (ISM) on 'quantized': Not enough memory, available: "
+        "8.00MB , required: 131.06MB \n"
+    )
+
+    assert toolchain.converter_errors(output) == [
+        "CODE: [ISM] ConvFe error (ISM) on 'quantized': Not enough memory, available: 8.00MB , "
+        "required: 131.06MB"
+    ]
 
 
 def test_converter_error_lines_parsed():

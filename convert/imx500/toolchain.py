@@ -130,11 +130,14 @@ def run_converter(toolchain: Toolchain, model: Path, out_dir: Path,
 
 
 def converter_errors(output: str) -> list[str]:
-    """Return the messages of imxconv-tf's ``ERROR`` log lines, without the source paths."""
-    messages = []
+    """Return the distinct messages of imxconv-tf's ``ERROR`` lines, without source paths.
+
+    The converter repeats an error in its Java exception line, so repeats are dropped.
+    """
+    messages: list[str] = []
     for line in output.splitlines():
         match = _CONVERTER_ERROR.search(line)
-        if match:
+        if match and match.group("message").strip() not in messages:
             messages.append(match.group("message").strip())
     return messages
 
