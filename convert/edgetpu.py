@@ -2,7 +2,7 @@
 
 ``edgetpu_compiler`` is published only for x86-64 Debian/Ubuntu (Coral's apt repository,
 package ``edgetpu-compiler``). It maps a prefix of the int8 graph to one Edge TPU custom
-op; with the default single subgraph, every operation after the first one it cannot map
+op. With the default single subgraph, every operation after the first one it cannot map
 runs on the CPU, so the share of operations on the TPU shows how early the graph falls
 back. The build rejects a model whose share is below :data:`MIN_TPU_OPERATION_FRACTION`.
 The CPU model stays in the bundle either way: the device falls back to it.
@@ -47,7 +47,7 @@ logger = logging.getLogger(__name__)
 
 COMPILER = "edgetpu_compiler"
 
-#: Folder inside the bundle that holds the Edge TPU model.
+#: Folder inside the bundle for the Edge TPU model.
 BUNDLE_FOLDER = "edgetpu"
 
 #: Time limit of one compilation, in seconds; the compiler's own default timer is 180 s.
@@ -111,7 +111,7 @@ class CompilerLog:
         subgraphs: "Number of Edge TPU subgraphs".
         fields: Every other ``Key: value`` line, for the report.
         operators: The operator table, when the log has one.
-        errors: Lines that say what went wrong in a failed compilation.
+        errors: Error lines of a failed compilation.
     """
 
     compiler_version: str | None
@@ -148,9 +148,9 @@ class CompilerLog:
 def parse_log(text: str, operation_log: str | None = None) -> CompilerLog:
     """Parse the compiler's console output and, when given, its operation log file.
 
-    The console shows the operator table only with ``--show_operations``; the operation
-    log file (``*_edgetpu.log``) always has it, so the table is read from the file when
-    the console has none.
+    The console shows the operator table only with ``--show_operations``, but the operation
+    log file (``*_edgetpu.log``) always has it. The table is read from the file when the
+    console has none.
     """
     version = _VERSION.search(text)
     success = _SUCCESS.search(text)
@@ -193,8 +193,7 @@ def compile_model(model: Path, out_dir: Path, compiler: str = COMPILER,
 
     Raises:
         InputError: If the compiler is not on PATH, with how to install it.
-        ConversionError: If it fails, times out or writes no model; the message holds its
-            error lines.
+        ConversionError: If it fails, times out or writes no model, with its error lines.
     """
     executable = shutil.which(compiler)
     if executable is None:

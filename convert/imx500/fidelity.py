@@ -1,8 +1,8 @@
 """Fidelity of an accelerator model against the float model, on the converter's validation set.
 
 The figures match the CPU int8 quality gate (ROC AUC drop, decision agreement, constant
-output), but the decisions are taken at the bundle's threshold, which was chosen on the
-int8 TFLite model: the device applies that one threshold whichever back-end runs.
+output). Decisions are taken at the bundle's threshold, which was chosen on the int8
+TFLite model, so both quantized models are judged at the same operating point.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ from cadr_convert.metrics import operating_point, threshold_for_sensitivity
 
 logger = logging.getLogger(__name__)
 
-#: Folder inside the bundle that holds the IMX500 files.
+#: Folder inside the bundle for the IMX500 files.
 BUNDLE_FOLDER = "imx500"
 PACKER_FILE = "packerOut.zip"
 MEMORY_REPORT_FILE = "memory_report.json"
@@ -125,7 +125,7 @@ def _sensor_decision(context: ConversionContext, quantized: np.ndarray,
     """Choose the sensor's own threshold so that it reaches the bundle's target sensitivity.
 
     The MCT model's probabilities differ slightly from the int8 TFLite model's, so the
-    bundle's threshold can leave the sensor below the target; the device applies this
+    bundle's threshold can leave the sensor below the target. The device applies this
     threshold to the sensor's outputs and the bundle's to the CPU model's.
     """
     target = context.target_sensitivity

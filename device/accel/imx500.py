@@ -14,7 +14,7 @@ Set-up, through picamera2's IMX500 helper (picamera2 0.3, ``picamera2.devices.IM
    ``imx500.get_outputs(metadata, add_batch=True)`` returns it as float arrays.
 
 Without request metadata (image replay, the golden self-test), :class:`Imx500Classifier`
-runs the bundle's CPU model on the model input instead and says so in the log.
+runs the bundle's CPU model on the model input instead and logs that.
 """
 
 from __future__ import annotations
@@ -127,7 +127,7 @@ class Imx500Classifier:
         cpu: The bundle's CPU classifier, used for inputs without sensor output.
         positive_index: Column of the sensor output that is the positive probability.
         sensor_threshold: Operating point for the sensor's probabilities, chosen by the
-            converter on the MCT-quantized model for the bundle's target sensitivity; the
+            converter on the MCT-quantized model for the bundle's target sensitivity. The
             CPU model's probabilities keep the bundle's threshold.
     """
 
