@@ -8,6 +8,7 @@ under ``accelerators.<name>``, and its report section.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from typing import Any
 
@@ -32,6 +33,26 @@ TARGETS: dict[str, Callable[[ConversionContext], dict[str, Any]]] = {
     "imx500": _build_imx500,
     "edgetpu": _build_edgetpu,
 }
+
+
+def check_target(name: str) -> None:
+    """Raise before any conversion work when target ``name`` cannot be built here.
+
+    Raises:
+        InputError: If ``name`` is unknown or its tools are missing, saying how to
+            install them.
+    """
+    if name not in TARGETS:
+        raise InputError(f"unknown accelerator target {name!r}; choose one of {sorted(TARGETS)}")
+    if name == "imx500":
+        from cadr_convert.imx500.toolchain import find_toolchain  # noqa: PLC0415
+
+        find_toolchain()
+    elif name == "edgetpu":
+        from cadr_convert.edgetpu import COMPILER, INSTALL_HINT  # noqa: PLC0415
+
+        if shutil.which(COMPILER) is None:
+            raise InputError(INSTALL_HINT)
 
 
 def run_target(name: str, context: ConversionContext) -> dict[str, Any]:

@@ -19,7 +19,7 @@ import pytest
 from cadr_convert import edgetpu
 from cadr_convert.context import ConversionContext, GateLimits
 from cadr_convert.conversion_errors import ConversionError, InputError
-from cadr_convert.targets import run_target
+from cadr_convert.targets import check_target, run_target
 
 LOGS = Path(__file__).parent / "data" / "edgetpu_compiler"
 
@@ -236,3 +236,19 @@ def test_target_manifest_entry(fake_compiler, int8_model, tmp_path):
 def test_unknown_target_raises(tmp_path, int8_model):
     with pytest.raises(InputError, match="unknown accelerator target 'gpu'"):
         run_target("gpu", _context(tmp_path, int8_model))
+
+
+def test_check_target_without_compiler(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+
+    with pytest.raises(InputError, match="edgetpu_compiler is not on PATH"):
+        check_target("edgetpu")
+
+
+def test_check_target_with_compiler(fake_compiler):
+    check_target("edgetpu")
+
+
+def test_check_target_unknown():
+    with pytest.raises(InputError, match="unknown accelerator target 'npu'"):
+        check_target("npu")
