@@ -25,7 +25,7 @@ DEMO_KEY = REPO / "models" / "keys" / "cadr-demo-signing-key.pem"
 # An easy two-class task, so that a short run on a few dozen images beats chance reliably:
 # plain skin-coloured noise against the same with large dark violet spots. Batch
 # normalisation's moving statistics need several dozen steps before inference-mode outputs
-# follow the training, hence small batches and six epochs.
+# follow the training, hence small batches and ten epochs.
 IMAGE_SIDE = 64
 SKIN = (205, 160, 130)
 SPOT = (95, 50, 85)
@@ -122,8 +122,8 @@ def test_short_run_converts(tmp_path: Path) -> None:
     trained = subprocess.run(
         [sys.executable, "-m", "cadr_convert.train.cli", "--data", str(train_dir),
          "--val", str(val_dir), "--out", str(model), "--input-size", "48",
-         "--crop-fraction", "1.0", "--epochs", "6", "--patience", "6", "--batch-size", "8",
-         "--seed", "5"],
+         "--crop-fraction", "1.0", "--alpha", "0.5", "--epochs", "10", "--patience", "10",
+         "--batch-size", "8", "--seed", "5"],
         capture_output=True, text=True, timeout=900, check=False,
     )
     assert trained.returncode == 0, trained.stderr[-3000:]
