@@ -43,7 +43,7 @@ echo "== training" >&2
 "$BIN/cadr-train" --data "$WORK_DIR/data/train" --val "$WORK_DIR/data/val" \
     --out "$WORK_DIR/model/cadr-demo.keras" --input-size "$INPUT_SIZE" \
     --crop-fraction "$CROP_FRACTION" --architecture separable --alpha 1.0 \
-    --epochs 25 --patience 6 --batch-size 32 --learning-rate 0.002 --seed "$TRAIN_SEED"
+    --epochs 10 --patience 4 --batch-size 32 --learning-rate 0.002 --seed "$TRAIN_SEED"
 
 echo "== converting to $BUNDLE_DIR" >&2
 "$BIN/cadr-convert" --int8 "$WORK_DIR/model/cadr-demo.keras" \
@@ -58,5 +58,13 @@ echo "== scoring float and int8 models on the test set" >&2
 "$BIN/python" -m cadr_convert.train.evaluate --model "$WORK_DIR/model/cadr-demo.keras" \
     --bundle "$BUNDLE_DIR" --data "$WORK_DIR/data/test" --out "$WORK_DIR/test-metrics.json"
 cp "$WORK_DIR/model/cadr-train.json" "$WORK_DIR/cadr-train.json"
+
+echo "== writing the README sample images into samples/" >&2
+"$BIN/cadr-lesions" --out "$WORK_DIR/samples" --count 4 --seed 2026 --size "$IMAGE_SIZE" --jobs 1
+for label in non_severe severe; do
+    for index in 0 1 2 3; do
+        cp "$WORK_DIR/samples/$label/${label}_0000$index.jpg" "samples/${label}_$((index + 1)).jpg"
+    done
+done
 
 echo "== done: bundle $BUNDLE_DIR, metrics $WORK_DIR/test-metrics.json" >&2

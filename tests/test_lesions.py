@@ -44,7 +44,7 @@ def _pixel_fractions(rgb: np.ndarray) -> dict[str, float]:
     grey_white = (saturation < 0.2) & (value > median_value * 1.08)
     # Dusky: darker than the skin around it and shifted towards violet (more blue per red).
     dusky = (value < median_value * 0.8) & (blue / np.maximum(red, 1e-6) > median_blue_ratio + 0.08)
-    # Raw erosion: clearly red, more saturated than skin, green far below red.
+    # Saturated red (erythema or a raw erosion): green far below red.
     raw_red = (saturation > 0.55) & (green < 0.45 * red) & (value > median_value * 0.6)
     return {
         "grey_white": float(grey_white.mean()),

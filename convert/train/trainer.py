@@ -153,6 +153,7 @@ def train(config: TrainConfig) -> TrainResult:
         epochs=config.epochs,
         validation_data=(val_inputs, val_set.targets),
         class_weight=_class_weights(train_set),
+        shuffle=False,  # the tf.data pipeline shuffles, seeded
         callbacks=[stopper, keras.callbacks.LambdaCallback(on_epoch_end=_log_epoch)],
         verbose=0,
     )
