@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from packaging.markers import default_environment
-from packaging.requirements import Requirement
+from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import parse_wheel_filename
 
 logger = logging.getLogger(__name__)
@@ -263,7 +263,7 @@ def write_sha256sums(folder: Path, wheels: Sequence[Wheel]) -> Path:
 
 def build_wheelhouse(target: Target, out: Path, project: Path, *, app_wheel: Path | None = None,
                      find_links: Sequence[Path] = (), no_index: bool = False,
-                     replace: bool = False) -> list[Wheel]:
+                     replace: bool = False, pins: Sequence[str] = ()) -> list[Wheel]:
     """Download the device app's wheels for the target into ``out`` and pin them.
 
     The folder is assembled next to ``out`` and renamed into place at the end, so an
@@ -278,6 +278,8 @@ def build_wheelhouse(target: Target, out: Path, project: Path, *, app_wheel: Pat
         find_links: Local folders of wheels for pip to search, as ``pip --find-links``.
         no_index: Do not contact the package index; every wheel must be in ``find_links``.
         replace: Replace ``out`` if it exists.
+        pins: Extra version requirements such as ``numpy<2``, resolved together with the
+            project's dependencies.
 
     Raises:
         WheelhouseError: If ``out`` exists without ``replace``, or a pip step or check fails.
@@ -285,7 +287,7 @@ def build_wheelhouse(target: Target, out: Path, project: Path, *, app_wheel: Pat
     """
     if out.exists() and not replace:
         raise WheelhouseError(f"{out}: already exists; pass --replace to build it again")
-    requirements = read_dependencies(project / "pyproject.toml", target)
+    requirements = read_dependencies(project / "pyproject.toml", target) + list(pins)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
 
@@ -340,6 +342,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="local folder of wheels for pip to search; repeatable")
     parser.add_argument("--no-index", action="store_true",
                         help="do not contact the package index; all wheels come from --find-links")
+    parser.add_argument("--pin", action="append", default=[], metavar="SPEC",
+                        help="extra version requirement resolved with the dependencies, for "
+                             "example 'numpy<2' to match apt's C extensions; repeatable")
     parser.add_argument("--replace", action="store_true", help="replace --out if it exists")
     return parser
 
@@ -355,6 +360,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         target = Target(args.machine, args.python, args.glibc)
     except ValueError as e:
         parser.error(str(e))
+    for pin in args.pin:
+        try:
+            Requirement(pin)
+        except InvalidRequirement as e:
+            parser.error(f"--pin {pin!r}: invalid requirement ({e})")
     if args.app_wheel is not None and not args.app_wheel.is_file():
         parser.error(f"--app-wheel {args.app_wheel}: file not found")
     out = args.out or args.project / "dist" / "wheelhouse" / target.name
@@ -362,7 +372,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         wheels = build_wheelhouse(target, out, args.project, app_wheel=args.app_wheel,
                                   find_links=args.find_links, no_index=args.no_index,
-                                  replace=args.replace)
+                                  replace=args.replace, pins=args.pin)
     except WheelhouseError as e:
         logger.error("%s", e)
         return 1

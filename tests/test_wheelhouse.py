@@ -246,6 +246,22 @@ def test_x86_64_build_skips_aarch64_only(tmp_path: Path,
     assert "cadrarm" not in requirements
 
 
+def test_pin_selects_older_version(tmp_path: Path,
+                                   offline_sources: tuple[Path, Path, Path]) -> None:
+    project, app_wheel, index = offline_sources
+    write_wheel(index, "cadrdep", "1.1.0", requires=("cadrleaf>=1",))
+    out = tmp_path / "wheelhouse"
+
+    result = run_builder("--project", str(project), "--app-wheel", str(app_wheel),
+                         "--find-links", str(index), "--no-index", "--out", str(out),
+                         "--pin", "cadrdep<1.2")
+
+    assert result.returncode == 0, result.stderr
+    requirements = (out / REQUIREMENTS_NAME).read_text(encoding="utf-8")
+    assert "cadrdep==1.1.0" in requirements
+    assert "cadrdep==1.2.0" not in requirements
+
+
 def test_tampered_wheel_fails_install(tmp_path: Path,
                                       offline_sources: tuple[Path, Path, Path]) -> None:
     project, app_wheel, index = offline_sources
@@ -255,7 +271,8 @@ def test_tampered_wheel_fails_install(tmp_path: Path,
     assert result.returncode == 0, result.stderr
 
     tampered = next(out.glob("cadrleaf-*.whl"))
-    write_wheel(tmp_path / "other", "cadrleaf", "1.0.0").replace(tampered)
+    # Same name and version, other content: a different METADATA line.
+    write_wheel(tmp_path / "other", "cadrleaf", "1.0.0", requires=("cadrdep",)).replace(tampered)
     installed = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "--no-index",
          "--find-links", str(out), "--require-hashes", "-r", str(out / REQUIREMENTS_NAME),
@@ -307,6 +324,7 @@ def test_existing_out_needs_replace(tmp_path: Path,
     (["--python", "three"], "python must be a CPython version"),
     (["--glibc", "2.5"], "glibc must be a version"),
     (["--app-wheel", "/nonexistent/cadr.whl"], "--app-wheel /nonexistent/cadr.whl: file not found"),
+    (["--pin", "numpy<<2"], "--pin 'numpy<<2': invalid requirement"),
 ])
 def test_cli_rejects_bad_arguments(args: list[str], message: str) -> None:
     result = run_builder(*args)
