@@ -151,3 +151,53 @@ def test_short_run_converts(tmp_path: Path) -> None:
     assert converted.returncode == 0, converted.stderr[-3000:]
     assert (bundle / "manifest.yaml").is_file()
     assert (bundle / "manifest.sig").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("architecture", ["separable", "mobilenetv2"])
+def test_build_model_architectures(architecture: str) -> None:
+    from cadr_convert.train.model import build_model
+
+    model = build_model(32, 32, 0.35, 0.1, architecture=architecture)
+    assert tuple(model.input_shape) == (None, 32, 32, 3)
+    assert tuple(model.output_shape) == (None, 1)
+
+
+@pytest.mark.slow
+def test_build_model_rejects_unknown_architecture() -> None:
+    from cadr_convert.train.model import build_model
+
+    with pytest.raises(ValueError, match="architecture"):
+        build_model(32, 32, 0.5, 0.1, architecture="resnet")
+
+
+@pytest.mark.slow
+def test_init_weights_copied_from_keras(tmp_path: Path) -> None:
+    from cadr_convert.train.model import build_model
+
+    source = build_model(32, 32, 0.5, 0.1)
+    saved = tmp_path / "source.keras"
+    source.save(saved)
+
+    started = build_model(32, 32, 0.5, 0.1, init_weights=saved)
+    for expected, actual in zip(source.get_weights(), started.get_weights(), strict=True):
+        np.testing.assert_array_equal(actual, expected)
+
+
+@pytest.mark.slow
+def test_init_weights_missing_file(tmp_path: Path) -> None:
+    from cadr_convert.train.model import build_model
+
+    with pytest.raises(ValueError, match="not found"):
+        build_model(32, 32, 0.5, 0.1, init_weights=tmp_path / "absent.keras")
+
+
+@pytest.mark.slow
+def test_init_weights_other_architecture(tmp_path: Path) -> None:
+    from cadr_convert.train.model import build_model
+
+    other = build_model(32, 32, 0.35, 0.1, architecture="mobilenetv2")
+    saved = tmp_path / "other.keras"
+    other.save(saved)
+    with pytest.raises(ValueError, match="no layer matches"):
+        build_model(32, 32, 0.5, 0.1, init_weights=saved)

@@ -2,12 +2,15 @@
 
 Two backbones are offered. ``separable`` (the default) is a six-stage MobileNet-style
 stack of depthwise-separable convolutions that trains from scratch in minutes on a CPU.
-``mobilenetv2`` is ``keras.applications.MobileNetV2``; from scratch on a few thousand
-images its 50-odd batch-normalisation layers need many more steps before the inference
-statistics settle, so it suits runs with initial weights. Both use ReLU6, batch
+``mobilenetv2`` is ``keras.applications.MobileNetV2``. Both use ReLU6, batch
 normalisation and depthwise convolutions, which full-integer int8 conversion handles
 well. Nothing is downloaded (``weights=None``); initial weights come only from a file the
 user passes.
+
+NOTE: ``mobilenetv2`` from scratch gave constant inference-mode outputs after a short
+run (120 generated images, 3 epochs), probably because its batch-normalisation
+statistics had not settled. It has not been trained to completion; prefer it with
+``--init-weights``.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 #: Batch-normalisation momentum for training from scratch. Keras's MobileNetV2 uses
-#: 0.999, whose moving statistics need thousands of steps to settle, longer than a
+#: 0.999, whose moving statistics average over about a thousand steps, longer than a
 #: short CPU training run.
 BATCH_NORM_MOMENTUM = 0.9
 

@@ -103,7 +103,7 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class TrainResult:
-    """What a run produced: the model path, the sidecar and the validation scores."""
+    """Outputs of one run: the model path, the sidecar and the validation scores."""
 
     model_path: Path
     sidecar_path: Path
