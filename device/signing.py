@@ -106,10 +106,10 @@ class Keyring:
                 trusted, the key may not sign this kind of bundle, or the signature is invalid.
         """
         record = read_signature_file(signature_path)
-        trusted = self.keys.get(record["key_id"])
+        trusted = self.keys.get(record.key_id)
         if trusted is None:
             raise SignatureError(
-                signature_path, f"signed by key {record['key_id']}, which is not among the "
+                signature_path, f"signed by key {record.key_id}, which is not among the "
                 f"trusted keys in {self.directory}; install the signer's public key or re-sign",
             )
         if trusted.demo_only and not demonstration_only:
@@ -118,7 +118,7 @@ class Keyring:
                 "but this manifest says demonstration_only: false",
             )
         try:
-            trusted.public_key.verify(record["signature"], message)
+            trusted.public_key.verify(record.signature, message)
         except InvalidSignature as e:
             raise SignatureError(
                 signature_path, f"signature by key {trusted.key_id} does not match the manifest; "
@@ -127,8 +127,16 @@ class Keyring:
         return trusted
 
 
-def read_signature_file(path: Path) -> dict[str, object]:
-    """Parse a detached signature file into ``key_id`` (str) and ``signature`` (bytes).
+@dataclass(frozen=True)
+class DetachedSignature:
+    """A parsed ``manifest.sig``: the signer's key id and the raw 64-byte signature."""
+
+    key_id: str
+    signature: bytes
+
+
+def read_signature_file(path: Path) -> DetachedSignature:
+    """Parse a detached signature file.
 
     Raises:
         SignatureError: If the file is missing, too large or malformed.
@@ -153,7 +161,7 @@ def read_signature_file(path: Path) -> dict[str, object]:
         signature = base64.b64decode(sig, validate=True)
     except ValueError as e:
         raise SignatureError(path, "signature is not valid base64", "signature") from e
-    return {"key_id": kid, "signature": signature}
+    return DetachedSignature(kid, signature)
 
 
 def signature_document(kid: str, signature: bytes) -> str:
