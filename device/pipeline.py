@@ -8,6 +8,7 @@ the device was shown.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 import threading
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from PIL import Image
 
 from cadr_device import __version__
@@ -37,6 +39,10 @@ ANNOTATED_JPEG_QUALITY = 88
 
 STILL_NAME = "still.jpg"
 ANNOTATED_NAME = "annotated.jpg"
+
+#: The exact uint8 model input (the crop after resizing), stored losslessly so a result
+#: can be reproduced by feeding this file to the same model.
+MODEL_INPUT_NAME = "model_input.png"
 
 STATUS_OK = "ok"
 STATUS_FAILED = "failed"
@@ -127,11 +133,15 @@ class Screening:
 
             try:
                 pixels = model_input(image, self.bundle.manifest.preprocess)
-                prediction = self.classifier.classify(pixels)
-            except (ValueError, RuntimeError) as e:
-                # ValueError: not an RGB still. RuntimeError: the interpreter failed.
+            except ValueError as e:
                 return self._record_failure(capture_id, captured_at, source,
                                             f"classification failed: {e}")
+            try:
+                prediction = self.classifier.classify(pixels)
+            except (ValueError, RuntimeError) as e:
+                # The interpreter failed; the record keeps the input it was given.
+                return self._record_failure(capture_id, captured_at, source,
+                                            f"classification failed: {e}", pixels)
             logger.info("Capture %s: %s p=%.3f threshold %.3f in %.1f ms (model %s)",
                         capture_id, prediction.label, prediction.probability,
                         prediction.threshold, prediction.inference_ms, self.model_id)
@@ -140,9 +150,12 @@ class Screening:
             if still_jpeg is None:
                 still_jpeg = _jpeg(image, STILL_JPEG_QUALITY)
             annotated_jpeg = _jpeg(annotated, ANNOTATED_JPEG_QUALITY)
-            files = {STILL_NAME: still_jpeg, ANNOTATED_NAME: annotated_jpeg}
+            input_png = _png(pixels)
+            files = {STILL_NAME: still_jpeg, ANNOTATED_NAME: annotated_jpeg,
+                     MODEL_INPUT_NAME: input_png}
             record = self._record(capture_id, captured_at, source, STATUS_OK, prediction,
                                   error=None, fallback_note=fallback_note)
+            record["model_input"] = _model_input_entry(pixels, input_png)
             try:
                 record_path = self.store.write(record, files)
             except RecordError as e:
@@ -166,12 +179,16 @@ class Screening:
                                         source, reason)
 
     def _record_failure(self, capture_id: str, captured_at: str, source: str,
-                        reason: str) -> CaptureResult:
+                        reason: str, pixels: np.ndarray | None = None) -> CaptureResult:
         logger.warning("Capture %s failed (model %s): %s", capture_id, self.model_id, reason)
         record = self._record(capture_id, captured_at, source, STATUS_FAILED, None,
                               error=reason, fallback_note=None)
+        files: dict[str, bytes] = {}
+        if pixels is not None:
+            files[MODEL_INPUT_NAME] = _png(pixels)
+            record["model_input"] = _model_input_entry(pixels, files[MODEL_INPUT_NAME])
         try:
-            record_path: Path | None = self.store.write(record, {})
+            record_path: Path | None = self.store.write(record, files)
         except RecordError as e:
             logger.error("Capture %s: the failure could not be recorded either: %s", capture_id, e)
             record_path = None
@@ -205,12 +222,32 @@ class Screening:
             "label": None if prediction is None else prediction.label,
             "positive": None if prediction is None else prediction.positive,
             "inference_ms": None if prediction is None else round(prediction.inference_ms, 3),
+            "model_input": None,
             "error": error,
             "app_version": __version__,
             "language": self.language,
             "notices": notices,
             "notices_shown": [_(notice) for notice in notices],
         }
+
+
+def _png(pixels: np.ndarray) -> bytes:
+    """Encode a (height, width, 3) uint8 model input as a lossless PNG."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(pixels, dtype=np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _model_input_entry(pixels: np.ndarray, png: bytes) -> dict[str, Any]:
+    """Describe the stored model input: file, size and the sha256 of the PNG and its pixels."""
+    height, width = pixels.shape[:2]
+    return {
+        "file": MODEL_INPUT_NAME,
+        "width": int(width),
+        "height": int(height),
+        "sha256": hashlib.sha256(png).hexdigest(),
+        "pixels_sha256": hashlib.sha256(np.ascontiguousarray(pixels).tobytes()).hexdigest(),
+    }
 
 
 def _jpeg(image: Image.Image, quality: int) -> bytes:

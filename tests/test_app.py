@@ -6,6 +6,8 @@ camera, GPIO and preview are fakes (tests/fakes).
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import logging
 import os
@@ -281,11 +283,19 @@ def test_camera_capture_recorded(tmp_path: Path, tiny_bundle: Any, picamera2: An
 
     app = run_app(tmp_path, config, max_frames=3, triggers=["button"])
 
-    records = [json.loads(p.read_text()) for p in record_files(tmp_path / "records")]
+    paths = record_files(tmp_path / "records")
+    records = [json.loads(p.read_text()) for p in paths]
     assert len(records) == 1
     assert records[0]["status"] == "ok"
     assert records[0]["fallback_note"] is None
     assert not app.overlay_failed
+    assert sorted(records[0]["files"]) == ["annotated.jpg", "model_input.png", "still.jpg"]
+    png = paths[0].with_name("model_input.png").read_bytes()
+    assert records[0]["model_input"]["sha256"] == hashlib.sha256(png).hexdigest()
+    with Image.open(io.BytesIO(png)) as image:
+        assert image.format == "PNG"
+        assert image.size == (records[0]["model_input"]["width"],
+                              records[0]["model_input"]["height"])
     preview = picamera2.settings.instances[-1]
     assert preview.closed
 

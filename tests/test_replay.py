@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import json
 import os
@@ -21,7 +22,11 @@ from PIL import Image
 from cadr_convert.bundle_writer import write_manifest
 from cadr_convert.signing import load_private_key, sign_bundle
 from cadr_device import cli
+from cadr_device.bundle import load_bundle
 from cadr_device.errors import BundleError
+from cadr_device.images import load_rgb
+from cadr_device.preprocess import model_input
+from cadr_device.signing import Keyring, default_key_dir
 
 pytestmark = pytest.mark.slow
 
@@ -123,6 +128,29 @@ def test_replay_writes_records_annotated_and_results(tmp_path: Path, images: Pat
         assert "Screening aid, not a diagnosis" in record["notices"]
         annotated = out / "annotated" / f"{result['capture_id']}_{Path(result['file']).stem}.jpg"
         assert Image.open(annotated).format == "JPEG"
+        _check_model_input(Path(result["record"]), record, images / result["file"],
+                           bundle_dir)
+
+
+def _check_model_input(record_path: Path, record: dict[str, Any], source: Path,
+                       bundle_dir: Path) -> None:
+    """Assert the record's PNG is exactly the uint8 input the model was given."""
+    manifest = load_bundle(bundle_dir, Keyring.from_directory(default_key_dir())).manifest
+    expected = model_input(load_rgb(source), manifest.preprocess)
+    png_path = record_path.with_name("model_input.png")
+    png_bytes = png_path.read_bytes()
+
+    with Image.open(png_path) as image:
+        assert image.format == "PNG"
+        stored = np.asarray(image)
+    assert stored.dtype == np.uint8
+    np.testing.assert_array_equal(stored, expected)
+    entry = record["model_input"]
+    assert entry["file"] == "model_input.png"
+    assert (entry["width"], entry["height"]) == (expected.shape[1], expected.shape[0])
+    assert entry["sha256"] == hashlib.sha256(png_bytes).hexdigest()
+    assert entry["pixels_sha256"] == hashlib.sha256(expected.tobytes()).hexdigest()
+    assert record["files"]["model_input.png"]["sha256"] == entry["sha256"]
 
 
 def test_japanese_table(tmp_path: Path, images: Path, bundle_dir: Path,
