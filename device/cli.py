@@ -374,13 +374,13 @@ def format_table(rows: list[Row], screening: Screening, _: Any) -> str:
     for row in rows:
         prediction = row.result.prediction
         if prediction is None:
-            cells = [row.file, NO_RESULT, NO_RESULT, f"{manifest.decision.threshold:.2f}",
+            cells = [row.file, NO_RESULT, NO_RESULT, f"{manifest.decision.threshold:.3f}",
                      NO_RESULT, NO_RESULT, _(STATUS_FAILED)]
         else:
             comparison = ">=" if prediction.positive else "<"
             status = _(STATUS_OK) if row.result.ok else _(NOT_SAVED)
             cells = [row.file, label_text(prediction, _), f"{prediction.probability:.3f}",
-                     f"{prediction.threshold:.2f}", f"p {comparison} {prediction.threshold:.2f}",
+                     f"{prediction.threshold:.3f}", f"p {comparison} {prediction.threshold:.3f}",
                      f"{prediction.inference_ms:.1f}", status]
         table.append(cells)
 

@@ -35,7 +35,7 @@ def _noop(message: str) -> str:
 STATUS_LINE = _noop("Model {model_id} | {backend} | {inference_ms} ms | {fps} fps")
 NO_MODEL_STATUS = _noop("No model | {fps} fps")
 FRAME_HINT = _noop("Place the lesion inside the frame")
-LIVE_LABEL = _noop("Live estimate {probability:.2f} – press the button to record")
+LIVE_LABEL = _noop("Live estimate {probability:.3f} – press the button to record")
 CAPTURE_LABEL = _noop("Capture {capture_id}")
 STILL_FALLBACK = _noop("No still image was captured; the viewfinder frame was recorded instead.")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
 import importlib.util
 import logging
 import re
@@ -151,8 +152,8 @@ def test_result_lines_in_japanese(manifest: Manifest) -> None:
 
     assert result_lines(_prediction(0.62), manifest, _) == [
         "判定：重症",
-        "重症である確率：0.62",
-        "閾値 0.37（感度 90% を目標に設定）",
+        "重症である確率：0.620",
+        "閾値 0.370（感度 90% を目標に設定）",
         "スクリーニング補助であり診断ではありません",
     ]
     assert result_lines(_prediction(0.12), manifest, _)[0] == "判定：非重症"
@@ -165,8 +166,8 @@ def test_result_lines_in_english(manifest: Manifest) -> None:
 
     assert result_lines(_prediction(0.12), manifest, _) == [
         "Result: non-severe",
-        "Probability of severe reaction: 0.12",
-        "Threshold 0.37 (chosen for 90% sensitivity)",
+        "Probability of severe reaction: 0.120",
+        "Threshold 0.370 (chosen for 90% sensitivity)",
         "Screening aid, not a diagnosis",
     ]
     assert banner_lines(manifest, _) == ["Demonstration model – not for clinical use"]
@@ -219,3 +220,18 @@ def test_missing_font_warns_once_naming_package(monkeypatch: pytest.MonkeyPatch,
     assert len(warnings) == 1
     assert "fonts-noto-cjk" in warnings[0].getMessage()
     assert first.getbbox("A")[2] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("language", ["en", "ja"])
+def test_threshold_near_one_keeps_three_decimals(manifest: Manifest, language: str) -> None:
+    near_one = dataclasses.replace(manifest, decision=dataclasses.replace(
+        manifest.decision, threshold=0.996))
+    prediction = Prediction(probability=0.996, threshold=0.996, positive=True, label="severe",
+                            inference_ms=1.0)
+
+    lines = result_lines(prediction, near_one, translator(language).gettext)
+
+    assert "0.996" in lines[1]
+    assert "0.996" in lines[2]
+    assert "1.00" not in " ".join(lines)

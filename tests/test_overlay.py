@@ -147,8 +147,8 @@ def test_result_text_uses_shared_wording(monkeypatch: pytest.MonkeyPatch) -> Non
     # Lines may wrap at the preview width, so compare the words in order.
     text = " ".join(drawn)
     assert "Result: severe" in text
-    assert "Probability of severe reaction: 0.62" in text
-    assert "Threshold 0.37 (chosen for 90% sensitivity)" in text
+    assert "Probability of severe reaction: 0.620" in text
+    assert "Threshold 0.370 (chosen for 90% sensitivity)" in text
     assert "Screening aid, not a diagnosis" in text
     assert "Demonstration model – not for clinical use" in text
     assert "Capture cap-1" in text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib
 import json
@@ -11,6 +12,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -23,8 +25,10 @@ from cadr_convert.bundle_writer import write_manifest
 from cadr_convert.signing import load_private_key, sign_bundle
 from cadr_device import cli
 from cadr_device.bundle import load_bundle
+from cadr_device.classifier import Prediction
 from cadr_device.errors import BundleError
 from cadr_device.images import load_rgb
+from cadr_device.pipeline import CaptureResult
 from cadr_device.preprocess import model_input
 from cadr_device.signing import Keyring, default_key_dir
 
@@ -88,11 +92,11 @@ def test_console_script_prints_table(tmp_path: Path, images: Path, bundle_dir: P
         cells = row.split()
         assert cells[1] in ("severe", "non-severe")
         assert 0.0 <= float(cells[2]) <= 1.0
-        assert cells[3] == f"{THRESHOLD:.2f}"
+        assert cells[3] == f"{THRESHOLD:.3f}"
         assert cells[-1] == "ok"
     assert "3 images: 3 screened, 0 failed" in lines
     assert "Model: cadr-test@0.0.1" in lines
-    assert "Threshold 0.37 (chosen for 90% sensitivity)" in lines
+    assert "Threshold 0.370 (chosen for 90% sensitivity)" in lines
     assert "Demonstration model – not for clinical use" in lines
     assert lines[-1] == "Screening aid, not a diagnosis"
     assert "Loaded TFLite runtime ai-edge-litert" in run.stderr
@@ -160,7 +164,7 @@ def test_japanese_table(tmp_path: Path, images: Path, bundle_dir: Path,
     printed = capsys.readouterr().out
     assert printed.splitlines()[0].split()[:3] == ["ファイル", "結果", "確率"]
     assert "重症" in printed or "非重症" in printed
-    assert "閾値 0.37（感度 90% を目標に設定）" in printed
+    assert "閾値 0.370（感度 90% を目標に設定）" in printed
     assert "デモ用モデル – 臨床使用不可" in printed
     assert "スクリーニング補助であり診断ではありません" in printed
 
@@ -394,3 +398,21 @@ def test_empty_source_folder(tmp_path: Path, bundle_dir: Path,
     assert _replay(empty, tmp_path / "out", bundle_dir) == 4
 
     assert "no image files found" in capsys.readouterr().err
+
+
+def test_table_threshold_near_one_has_three_decimals(tmp_path: Path, bundle_dir: Path) -> None:
+    manifest = load_bundle(bundle_dir, Keyring.from_directory(default_key_dir())).manifest
+    near_one = dataclasses.replace(manifest, decision=dataclasses.replace(
+        manifest.decision, threshold=0.996))
+    screening = SimpleNamespace(bundle=SimpleNamespace(manifest=near_one))
+    prediction = Prediction(0.996, 0.996, True, "severe", 1.5)
+    result = CaptureResult("20261204T201500.123Z-3f9a1c", prediction, "cadr-test@0.0.1",
+                           tmp_path / "record.json", None)
+
+    table = cli.format_table([cli.Row("a.jpg", result, 2.0)], screening, lambda text: text)
+
+    cells = table.splitlines()[2].split()
+    assert cells[2] == "0.996"
+    assert cells[3] == "0.996"
+    assert cells[4:7] == ["p", ">=", "0.996"]
+    assert "Threshold 0.996 (chosen for 90% sensitivity)" in table.splitlines()
