@@ -242,9 +242,13 @@ def _sign_and_publish(staging: Path, request: ConversionRequest, fields: dict[st
 
 
 def _target_module(targets: tuple[str, ...]) -> Any:
-    """Check the target names and import ``cadr_convert.targets`` when an accelerator is asked for.
+    """Check the target names and their tools; return ``cadr_convert.targets`` or None.
 
-    The import happens before any conversion work, so a missing module fails in seconds.
+    The module is imported, and each accelerator's tools are checked with
+    ``check_target``, before any conversion work, so a missing tool fails in seconds.
+
+    Raises:
+        InputError: If a target is unknown or its tools are missing (exit code 3).
     """
     for target in targets:
         if target not in (CPU_TARGET, *ACCELERATOR_TARGETS):
@@ -255,7 +259,7 @@ def _target_module(targets: tuple[str, ...]) -> Any:
         return None
 
     try:
-        return import_module("cadr_convert.targets")
+        module = import_module("cadr_convert.targets")
     except ModuleNotFoundError as e:
         if e.name != "cadr_convert.targets":
             raise
@@ -263,6 +267,12 @@ def _target_module(targets: tuple[str, ...]) -> Any:
             f"target {accelerators[0]!r} is not available: cadr_convert.targets is not "
             "installed; build without --target or install the accelerator toolchain"
         ) from e
+
+    # A missing edgetpu_compiler or IMX500 toolchain fails here, with install
+    # instructions, and not after minutes of calibration and quantization.
+    for name in dict.fromkeys(accelerators):
+        module.check_target(name)
+    return module
 
 
 def _load_calibration(request: ConversionRequest, rule: PreprocessRule) -> ImageSet:

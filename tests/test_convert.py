@@ -248,11 +248,15 @@ def test_target_hook_adds_files_and_sections(tiny_bundle, tmp_path: Path, monkey
         (context.bundle_dir / f"{name}.bin").write_bytes(b"accelerator model")
         return {"manifest": {"file": f"{name}.bin"}, "report": {"note": "built"}}
 
+    checked: list[str] = []
     module = types.ModuleType("cadr_convert.targets")
+    module.check_target = checked.append
     module.run_target = run_target
     monkeypatch.setitem(sys.modules, "cadr_convert.targets", module)
 
     result = convert_int8(request_for(tiny_bundle, tmp_path / "bundle", targets=("cpu", "edgetpu")))
+
+    assert checked == ["edgetpu"]
 
     bundle = load_bundle(result.bundle, Keyring.from_directory(tiny_bundle.key_dir))
     assert bundle.manifest.accelerators == {"edgetpu": {"file": "edgetpu.bin"}}

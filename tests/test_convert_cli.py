@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -74,3 +77,29 @@ def test_bad_identity_rejected_early(tmp_path: Path, name: str, version: str,
                                 version=version)
     with pytest.raises(InputError, match=message):
         convert_int8(request)
+
+
+@pytest.mark.parametrize(("target", "messages"), [
+    ("edgetpu", ["edgetpu_compiler is not on PATH", "apt-get install edgetpu-compiler"]),
+    ("imx500", ["IMX500 toolchain not found", "scripts/imx500-toolchain.sh"]),
+])
+def test_missing_target_tool_fails_before_model(tmp_path: Path, target: str,
+                                                messages: list[str]) -> None:
+    script = Path(sys.executable).with_name("cadr-convert")
+    calibration = tmp_path / "calibration"
+    calibration.mkdir()
+    # The model file does not exist: an error about it would mean the target was
+    # checked only after loading the model and reading the calibration images.
+    argv = [str(script), "--int8", str(tmp_path / "absent.keras"), "--calibration",
+            str(calibration), "--validation", str(tmp_path / "validation"), "--out",
+            str(tmp_path / "bundle"), "--name", "demo", "--version", "1.0.0", "--target", target]
+    env = {**os.environ, "PATH": str(script.parent), "CADR_IMX500_VENV": str(tmp_path / "none")}
+
+    run = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300,
+                         check=False)
+
+    assert run.returncode == 3, run.stderr
+    for message in messages:
+        assert message in run.stderr
+    assert "absent.keras" not in run.stderr
+    assert not (tmp_path / "bundle").exists()
