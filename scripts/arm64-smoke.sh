@@ -195,8 +195,8 @@ choose_bundle() {
 }
 
 main() {
-    mkdir -p "$CACHE" "$LOGS"
     check_host
+    mkdir -p "$CACHE" "$LOGS"
     install_tools
     register_binfmt
     build_root
