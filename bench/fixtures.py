@@ -261,6 +261,10 @@ class Workspace:
     def test_set(self) -> Path:
         return lesion_set("test", 202, self.sizes.test_per_class)
 
+    def default_bundle_test_set(self) -> Path:
+        """A test set for ``models/cadr-demo``, with a seed its recipe did not use."""
+        return lesion_set("demo-test", 404, self.sizes.test_per_class)
+
     def model(self, spec: ModelSpec) -> TrainedModel:
         """Return ``spec`` trained, converted and float-exported, from the cache when present.
 

@@ -14,6 +14,7 @@ import importlib
 import json
 import sys
 import time
+from importlib import metadata
 
 import numpy as np
 
@@ -57,7 +58,12 @@ def main() -> int:
         interpreter.invoke()
         times_ms.append((time.perf_counter() - start) * 1000.0)
 
-    print(json.dumps({"importable": True, "numpy": np.__version__,
+    distribution = args.runtime.replace("_", "-")
+    try:
+        version = metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        version = "unknown"
+    print(json.dumps({"importable": True, "numpy": np.__version__, "version": version,
                       "input_dtype": np.dtype(detail["dtype"]).name, "times_ms": times_ms}))
     return 0
 

@@ -4,7 +4,7 @@
 1,000 images (200 with --quick, 110 with --tiny). Its VmRSS is sampled from
 ``/proc/<pid>/status`` every 0.1 s and matched to the number of "Recorded capture" log
 lines so far; the exact peak comes from ``wait4``. Growth is VmRSS at the last sample
-minus VmRSS at capture 100.
+minus VmRSS at capture 100; the trend compares window medians and fits a slope.
 
 The replay folder holds copies of the generated test images scaled to 1280 x 960, so
 each capture decodes, annotates and records a photo-sized still.
@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import shutil
 from typing import Any
+
+import numpy as np
 
 from bench.common import BIN, run_child
 from bench.fixtures import Workspace, enlarge, labelled
@@ -55,6 +57,7 @@ def run(ws: Workspace, mode: str) -> dict[str, Any]:
         by_hundred.setdefault(captures // 100 * 100, (seconds, rss, captures))
     shutil.rmtree(ws.work / "memory", ignore_errors=True)
     return {
+        "trend": _trend(samples, count),
         "bundle": bundle_source, "captures": count, "image_size": REPLAY_SIZE,
         "wall_s": child.wall_s,
         "per_capture_ms": round(child.wall_s * 1000 / count, 1),
@@ -65,6 +68,31 @@ def run(ws: Workspace, mode: str) -> dict[str, Any]:
         "rss_every_100_captures": [{"capture": c, "rss_mib": r, "seconds": s}
                                    for s, r, c in by_hundred.values()],
         "samples": len(samples),
+    }
+
+
+def _trend(samples: list[tuple[float, float, int]], count: int) -> dict[str, Any]:
+    """Median VmRSS of the first and last 100 settled captures and the fitted slope.
+
+    Single samples swing by 10 MiB or more as stills are decoded and freed, so two
+    windows and a least-squares slope over every settled sample say more than two points.
+    """
+    settled = [(c, r) for _, r, c in samples if c >= SETTLED_CAPTURE]
+    if len(settled) < 3:
+        return {"measured": False, "reason": f"only {len(settled)} samples after capture "
+                f"{SETTLED_CAPTURE}"}
+    early = [r for c, r in settled if c < SETTLED_CAPTURE + 100]
+    late = [r for c, r in settled if c >= count - 100]
+    captures = np.asarray([c for c, _ in settled], dtype=np.float64)
+    rss = np.asarray([r for _, r in settled], dtype=np.float64)
+    slope = float(np.polyfit(captures, rss, 1)[0]) if np.ptp(captures) > 0 else 0.0
+    return {
+        "measured": True,
+        "median_rss_first_100_mib": round(float(np.median(early)), 1) if early else None,
+        "median_rss_last_100_mib": round(float(np.median(late)), 1) if late else None,
+        "slope_mib_per_1000_captures": round(slope * 1000, 2),
+        "min_rss_mib": round(float(rss.min()), 1),
+        "max_rss_mib": round(float(rss.max()), 1),
     }
 
 
@@ -80,6 +108,13 @@ def _fill_source(ws: Workspace, source: Any, count: int) -> None:
 
 def rows(result: dict[str, Any]) -> list[tuple[str, str]]:
     start, end = result["rss_at_capture_mib"], result["rss_at_end_mib"]
+    trend = result["trend"]
+    trend_row = ("RSS trend", trend.get("reason", "")) if not trend["measured"] else (
+        "RSS trend after capture 100",
+        f"median {trend['median_rss_first_100_mib']} MiB (captures 100-199) → "
+        f"{trend['median_rss_last_100_mib']} MiB (last 100), range {trend['min_rss_mib']}-"
+        f"{trend['max_rss_mib']} MiB, slope {trend['slope_mib_per_1000_captures']:+} MiB "
+        "per 1,000 captures")
     return [
         ("cadr-device replay", f"{result['captures']} captures in {result['wall_s']:.0f} s "
          f"({result['per_capture_ms']} ms each)"),
@@ -87,4 +122,5 @@ def rows(result: dict[str, Any]) -> list[tuple[str, str]]:
         ("RSS growth", f"{start['rss_mib']} MiB at capture {start['capture']} → "
          f"{end['rss_mib']} MiB at capture {end['capture']} "
          f"({result['growth_mib']:+} MiB)"),
+        trend_row,
     ]

@@ -34,14 +34,15 @@ from bench.fixtures import Workspace, enlarge, labelled
 #: Camera still size: Raspberry Pi HQ camera (IMX477) 2x2-binned mode, in pixels.
 STILL_SIZE = (2028, 1520)
 
-#: The camera's small stream, scaled by the ISP on a Pi; here by Pillow's box filter.
-LORES_SIZE = (640, 480)
+#: The camera's small stream: the default ``camera.lores_size`` of the device config.
+#: The ISP scales it on a Pi; here Pillow's box filter does.
+LORES_SIZE = (320, 240)
 
 #: File path input: a 12-megapixel JPEG as phones and clinic cameras write.
 FILE_SIZE = (4032, 3024)
 
 #: Captures per path and mode.
-CAPTURES = {"full": 30, "quick": 4, "tiny": 2}
+CAPTURES = {"full": 40, "quick": 4, "tiny": 2}
 
 #: Draft decoding keeps at least this many source pixels per model input pixel across
 #: the crop, so the resize still averages over real detail.
@@ -230,7 +231,7 @@ def _candidates(screening: Any, inputs: dict[str, list[Any]]) -> list[dict[str, 
         pixels = model_input_from_array(small, rule)
         lores.append(_since(start))
         lores_p.append(screening.classifier.probability(pixels)[0])
-    results.append(_compare("device: model input from the 640x480 lores frame",
+    results.append(_compare("device: model input from the 320x240 lores frame",
                             "model_input_from_array(still)", baseline_ms=baseline,
                             candidate_ms=lores, baseline_p=base_p, candidate_p=lores_p,
                             screening=screening))

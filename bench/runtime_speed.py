@@ -2,7 +2,8 @@
 
 Each (runtime, model, threads) cell runs :mod:`bench.invoke_worker` in its own process,
 so every interpreter is built fresh with its thread count fixed at construction, and the
-two runtimes run the same code on the same files. tflite-runtime 2.14 needs numpy < 2;
+two runtimes run the same code on the same files. The default bundle's int8 model is
+timed too when it is present; it has no float32 twin here. tflite-runtime 2.14 needs numpy < 2;
 it is measured from ``.cache/bench/tflite-runtime-venv`` (made by
 ``bench/tflite_runtime_venv.sh``) when that venv exists.
 """
@@ -48,14 +49,27 @@ def run(ws: Workspace, mode: str) -> dict[str, Any]:
                         availability[runtime]["error"] = result["error"]
                         break
                     availability[runtime]["numpy"] = result["numpy"]
+                    availability[runtime]["version"] = result["version"]
                     cells.append({"runtime": runtime, "model": trained.spec.name,
                                   "precision": precision, "threads": count,
                                   **stats_ms(result["times_ms"])})
+        default = _default_bundle_model(ws)
+        if default is not None and availability[runtime]["importable"]:
+            for count in threads:
+                result = _invoke(python, runtime, default, count, RUNS[mode][0])
+                cells.append({"runtime": runtime, "model": "cadr-demo", "precision": "int8",
+                              "threads": count, **stats_ms(result["times_ms"])})
     if "tflite_runtime" not in pythons:
         availability["tflite_runtime"] = _main_venv_tflite_runtime()
 
     return {"availability": availability, "cells": cells, "ratios": _ratios(cells),
             "models": {m.spec.name: _model_facts(m) for m in models}}
+
+
+def _default_bundle_model(ws: Workspace) -> Path | None:
+    """The default bundle's int8 model, when the device measurements use that bundle."""
+    bundle, source = ws.device_bundle()
+    return bundle / "model.tflite" if source == "models/cadr-demo" else None
 
 
 def _runtime_pythons() -> dict[str, Path]:

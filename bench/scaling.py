@@ -1,19 +1,24 @@
 """Measurement 6: conversion against calibration size, record store against its size.
 
 Conversion: ``cadr-convert --int8`` runs as a child process on the bench-trained small
-model with 100, 300 and 1,000 calibration images (100 with --quick); wall time and peak
-RSS (``wait4``) per run. The 1,000 calibration images are flips and rotations of the
-generated training images (see ``fixtures.dihedral_variants``).
+model with 100, 300 and 1,000 calibration images (100 with --quick) and 20 validation
+images per class. Each run reports its wall time and peak RSS (``wait4``). The 1,000
+calibration images are flips and rotations of the generated training images (see
+``fixtures.dihedral_variants``).
 
 Record store: stores of 1,000 and 100,000 records (1,000 and 5,000 with --quick, 50 and
-200 with --tiny) are written directly in the on-disk format of ``cadr_device.records`` (day folders,
-``<capture_id>/record.json``, ``index.jsonl``), 200 captures per day, without fsync;
-``RecordStore.list`` reading them back checks that format. Small stores get the still
-and annotated JPEGs of a real capture in every record; the large one gets only
-``record.json``, because listing reads only the index. Timed: opening the store
-(which runs crash recovery on the last day), ``list()``, ``cadr-device records list
---json`` as a child process, and ``export()`` (small stores only; every exported file is
-fsynced, which makes a 100,000-record export take tens of minutes on this disk).
+200 with --tiny) are written directly in the on-disk format of ``cadr_device.records``
+(day folders, ``<capture_id>/record.json``, ``index.jsonl``), 200 captures per day,
+without fsync. ``RecordStore.list`` reading them back checks that format. Small stores
+get the still and annotated JPEGs of a real capture in every record. The large one gets
+every index line but record folders (``record.json`` only) for the last day alone,
+because opening a store scans only the last indexed day and listing reads only the
+index.
+
+Timed: opening the store (crash recovery of the last day), ``list()``, ``cadr-device
+records list --json`` as a child process, and ``export()`` for the small stores only.
+Export fsyncs every file and folder it writes, so at the per-record time measured here
+a 100,000-record export would take over an hour (an estimate, not measured).
 """
 
 from __future__ import annotations
@@ -38,6 +43,10 @@ STORE_SIZES = {"full": (1000, 100_000), "quick": (1000, 5000), "tiny": (50, 200)
 #: Stores up to this size are exported and carry JPEGs in every record.
 EXPORT_MAX_RECORDS = 1000
 
+#: Validation images per class for the scaling conversions; their float and int8 inference
+#: cost the same at every calibration size.
+VALIDATION_PER_CLASS = 20
+
 CAPTURES_PER_DAY = 200
 CONVERT_TIMEOUT_S = 600
 LIST_TIMEOUT_S = 300
@@ -52,12 +61,13 @@ def _conversion(ws: Workspace, sizes: tuple[int, ...]) -> list[dict[str, Any]]:
     trained = ws.model(ws.small_spec())
     train_files, _ = labelled(ws.train_set())
     calibration = dihedral_variants(train_files, max(sizes), ws.work / "calibration")
+    validation = _validation_subset(ws, ws.work / "scaling-validation")
     (ws.work / "scaling").mkdir(parents=True, exist_ok=True)
     results = []
     for count in sizes:
         out = ws.work / "scaling" / f"bundle-{count}"
         argv = [str(BIN / "cadr-convert"), "--int8", str(trained.keras_path),
-                "--calibration", str(calibration), "--validation", str(ws.validation_set()),
+                "--calibration", str(calibration), "--validation", str(validation),
                 "--out", str(out), "--signing-key", str(DEMO_KEY), "--demonstration-only",
                 "--name", "bench-scaling", "--version", "0.0.1",
                 "--labels", ",".join(LABELS), "--normalisation", "mobilenet",
@@ -74,6 +84,15 @@ def _conversion(ws: Workspace, sizes: tuple[int, ...]) -> list[dict[str, Any]]:
                         "quantize_s": _quantize_seconds(child.stderr_lines)})
         shutil.rmtree(out, ignore_errors=True)
     return results
+
+
+def _validation_subset(ws: Workspace, out: Path) -> Path:
+    """Copy the first validation images of each class, so validation cost stays small."""
+    for label in LABELS:
+        (out / label).mkdir(parents=True, exist_ok=True)
+        for path in sorted((ws.validation_set() / label).glob("*.jpg"))[:VALIDATION_PER_CLASS]:
+            shutil.copyfile(path, out / label / path.name)
+    return out
 
 
 def _quantize_seconds(lines: list[str]) -> float | None:
@@ -97,7 +116,7 @@ def _record_store(ws: Workspace, size: int) -> dict[str, Any]:
     root = ws.work / "stores" / f"records-{size}"
     with_files = size <= EXPORT_MAX_RECORDS
     start = time.perf_counter()
-    _write_store(root, size, _sample_files(ws) if with_files else {})
+    _write_store(root, size, _sample_files(ws) if with_files else {}, write_all=with_files)
     build_s = time.perf_counter() - start
 
     opened = []
@@ -158,8 +177,13 @@ def _encode(image: Image.Image, quality: int) -> bytes:
     return buffer.getvalue()
 
 
-def _write_store(root: Path, size: int, files: dict[str, bytes]) -> None:
-    """Write ``size`` records in the store's on-disk format, without fsync."""
+def _write_store(root: Path, size: int, files: dict[str, bytes], write_all: bool) -> None:
+    """Write ``size`` records in the store's on-disk format, without fsync.
+
+    Every record gets its index line. Record folders are written for all records when
+    ``write_all`` is set, else only for the last day's, the only ones that opening the
+    store (recovery) and listing read.
+    """
     from cadr_device.records import INDEX_FIELDS, INDEX_NAME, RECORD_NAME, RECORD_SCHEMA_VERSION
 
     root.mkdir(parents=True, mode=0o700)
@@ -168,6 +192,7 @@ def _write_store(root: Path, size: int, files: dict[str, bytes]) -> None:
     rng = np.random.default_rng(size)
     begin = datetime(2025, 1, 1, 8, 0, tzinfo=UTC)
     index_lines = []
+    last_day = (size - 1) // CAPTURES_PER_DAY
     for i in range(size):
         day, slot = divmod(i, CAPTURES_PER_DAY)
         moment = begin + timedelta(days=day, seconds=slot * 120)
@@ -182,12 +207,13 @@ def _write_store(root: Path, size: int, files: dict[str, bytes]) -> None:
             "model_id": "bench-records@0.0.1", "demonstration_only": True, "error": None,
             "schema_version": RECORD_SCHEMA_VERSION, "files": hashes,
         }
-        folder = root / moment.strftime("%Y-%m-%d") / capture_id
-        folder.mkdir(parents=True, mode=0o700)
-        for name, data in files.items():
-            (folder / name).write_bytes(data)
-        (folder / RECORD_NAME).write_text(json.dumps(document, indent=2) + "\n",
-                                          encoding="utf-8")
+        if write_all or day == last_day:
+            folder = root / moment.strftime("%Y-%m-%d") / capture_id
+            folder.mkdir(parents=True, mode=0o700)
+            for name, data in files.items():
+                (folder / name).write_bytes(data)
+            (folder / RECORD_NAME).write_text(json.dumps(document, indent=2) + "\n",
+                                              encoding="utf-8")
         entry = {key: document.get(key) for key in INDEX_FIELDS}
         entry["path"] = f"{moment.strftime('%Y-%m-%d')}/{capture_id}/{RECORD_NAME}"
         index_lines.append(json.dumps(entry, separators=(",", ":")))
