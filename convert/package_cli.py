@@ -1,4 +1,4 @@
-"""``cadr-package``: make signing keys, sign bundles and pack them into update packages.
+"""``cadr-package``: make signing keys, sign bundles, pack bundles and the app into packages.
 
 Runs on the maker's workstation. The private key never goes on a device.
 """
@@ -10,9 +10,11 @@ import logging
 import sys
 from pathlib import Path
 
+from cadr_convert.app_package import pack_app
 from cadr_convert.package import bump_bundle, pack_bundle, resign_bundle
 from cadr_convert.signing import SigningError, generate_keypair, load_private_key
 from cadr_device.errors import BundleError
+from cadr_device.manifest import SCHEMA_VERSION
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +44,24 @@ def build_parser() -> argparse.ArgumentParser:
     pack.add_argument("--min-app-version", default=None,
                       help="oldest cadr app that may install the package (default: the "
                       "bundle's min_app_version)")
+
+    pack_app_command = commands.add_parser(
+        "pack-app", help="pack and sign the app's offline wheelhouse into "
+        "cadr-app-VERSION.cadrpkg")
+    pack_app_command.add_argument("wheelhouse", type=Path,
+                                  help="folder from python -m cadr_convert.wheelhouse")
+    pack_app_command.add_argument("--key", type=Path, required=True, help="private key (PEM)")
+    pack_app_command.add_argument("--out", type=Path, required=True, help="output directory")
+    pack_app_command.add_argument("--target", default=None,
+                                  help="the wheelhouse's target, such as "
+                                  "cp311-manylinux_2_36_aarch64 (default: read from its "
+                                  "requirements.txt)")
+    pack_app_command.add_argument("--bundle-schema-min", type=int, default=SCHEMA_VERSION,
+                                  help="oldest bundle schema_version the app reads "
+                                  "(default: %(default)s)")
+    pack_app_command.add_argument("--bundle-schema-max", type=int, default=SCHEMA_VERSION,
+                                  help="newest bundle schema_version the app reads "
+                                  "(default: %(default)s)")
 
     sign = commands.add_parser("sign", help="re-hash and re-sign a bundle's manifest after "
                                "editing it")
@@ -79,6 +99,11 @@ def _run(args: argparse.Namespace) -> None:
     private_key = load_private_key(args.key)
     if args.command == "pack":
         package = pack_bundle(args.bundle, private_key, args.out, args.min_app_version)
+        sys.stdout.write(f"{package}\n")
+    elif args.command == "pack-app":
+        package = pack_app(args.wheelhouse, private_key, args.out, target=args.target,
+                           bundle_schema_min=args.bundle_schema_min,
+                           bundle_schema_max=args.bundle_schema_max)
         sys.stdout.write(f"{package}\n")
     elif args.command == "sign":
         kid = resign_bundle(args.bundle, private_key, args.version)

@@ -1,4 +1,4 @@
-"""``cadr-update``: install signed model packages, roll back and recover on a device."""
+"""``cadr-update``: install signed model and app packages, roll back and recover on a device."""
 
 from __future__ import annotations
 
@@ -36,6 +36,7 @@ exit codes:
   17  recover found no verified bundle: the device has nothing to run
   18  rollback found no verified previous bundle
   19  the trusted key directory is missing or contains no valid public key
+  20  the new app's venv could not be built (venv or pip failed); nothing changed
 scan and scan-device return the code of the first failed package, else 0 when they
 installed one, else 11.
 """
@@ -44,7 +45,7 @@ installed one, else 11.
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of ``cadr-update``."""
     parser = argparse.ArgumentParser(
-        prog="cadr-update", description="Install signed cadr model packages (.cadrpkg).",
+        prog="cadr-update", description="Install signed cadr model and app packages (.cadrpkg).",
         epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--root", type=Path, default=DEFAULT_ROOT,
@@ -72,11 +73,15 @@ def build_parser() -> argparse.ArgumentParser:
                         help="switch bundles without restarting or waiting for any service")
     parser.add_argument("--selftest-timeout", type=float, default=300.0,
                         help="seconds allowed for the golden self-test (default: %(default)s)")
+    parser.add_argument("--pip-timeout", type=float, default=900.0,
+                        help="seconds allowed for pip to install an app package's wheels "
+                        "(default: %(default)s)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
 
     commands = parser.add_subparsers(dest="command", required=True)
     install = commands.add_parser("install", help="verify and install one package")
-    install.add_argument("package", type=Path, help="a NAME-VERSION.cadrpkg file")
+    install.add_argument("package", type=Path,
+                         help="a NAME-VERSION.cadrpkg or cadr-app-VERSION.cadrpkg file")
     scan = commands.add_parser("scan", help="install every *.cadrpkg in a directory, oldest "
                                "version first")
     scan.add_argument("directory", type=Path, help="directory to scan (inbox or USB stick)")
@@ -87,9 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
     device.add_argument("device", type=Path, help="block device, for example /dev/sda1")
     device.add_argument("--mount-dir", type=Path, required=True,
                         help="empty directory to mount it on")
-    commands.add_parser("status", help="print the current bundle, installed bundles and the "
-                        "last attempt as JSON")
-    commands.add_parser("rollback", help="switch back to the previous bundle")
+    commands.add_parser("status", help="print the current bundle and app, installed versions "
+                        "and the last attempt as JSON")
+    rollback = commands.add_parser("rollback", help="switch back to the previous bundle")
+    rollback.add_argument("--app", action="store_true",
+                          help="switch back to the previous app venv instead")
     recover = commands.add_parser("recover", help="finish or undo an interrupted install "
                                   "(run at boot before cadr-device.service)")
     recover.add_argument("--restart", action="store_true",
@@ -113,6 +120,7 @@ def config_from_args(args: argparse.Namespace) -> UpdateConfig:
     return UpdateConfig(root=args.root, key_dir=args.keys, keep=args.keep,
                         allow_downgrade=args.allow_downgrade,
                         selftest_timeout_s=args.selftest_timeout,
+                        pip_timeout_s=args.pip_timeout,
                         limits=PackageLimits(), service=service)
 
 
@@ -134,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "scan-device":
             return _scan_exit_code(scan_device(updater, args.device, args.mount_dir))
         elif args.command == "rollback":
-            updater.rollback()
+            updater.rollback(app=args.app)
         elif args.command == "recover":
             updater.recover(restart=args.restart)
         else:

@@ -57,5 +57,9 @@ class UpdateConfig:
     keep: int = 3
     allow_downgrade: bool = False
     selftest_timeout_s: float = 300.0
+    venv_timeout_s: float = 300.0
+    """Time limit for ``python -m venv`` of an app install, in seconds."""
+    pip_timeout_s: float = 900.0
+    """Time limit for the offline ``pip install`` of an app install, in seconds."""
     limits: PackageLimits = field(default_factory=PackageLimits)
     service: ServiceSettings = field(default_factory=ServiceSettings)

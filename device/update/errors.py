@@ -95,3 +95,10 @@ class NoRollbackTargetError(UpdateError):
 
     exit_code = 18
     reason = "no_rollback_target"
+
+
+class AppBuildError(UpdateError):
+    """The new app's virtual environment could not be created or pip could not install it."""
+
+    exit_code = 20
+    reason = "app_build_failed"

@@ -11,6 +11,9 @@ Install steps:
 6. Switch ``current``, restart the device service and wait until it is ready, or switch
    back on failure.
 
+An app package replaces steps 3 to 5 with :class:`~cadr_device.update.app_install.AppInstaller`
+(a new venv under ``app/``) and then switches ``app/current`` the same way.
+
 The journal records each step before it starts, so :meth:`Updater.recover` can undo a
 half-done install after a power cut. Anything short of ``committed`` returns to the old
 bundle.
@@ -32,6 +35,7 @@ import cadr_device
 from cadr_device.bundle import load_bundle
 from cadr_device.errors import BundleError
 from cadr_device.signing import Keyring, default_key_dir
+from cadr_device.update.app_install import AppInstaller, installed_app_version, is_complete
 from cadr_device.update.audit import AuditLog, utc_now
 from cadr_device.update.config import UpdateConfig
 from cadr_device.update.errors import (
@@ -58,6 +62,7 @@ from cadr_device.update.journal import (
     JournalEntry,
 )
 from cadr_device.update.package import (
+    KIND_APP,
     PACKAGE_SUFFIX,
     VerifiedPackage,
     extract_package,
@@ -66,7 +71,13 @@ from cadr_device.update.package import (
     verify_package,
 )
 from cadr_device.update.service import restart_and_wait
-from cadr_device.update.store import CURRENT_LINK, PREVIOUS_LINK, Store, bundle_version
+from cadr_device.update.store import (
+    AREA_APP,
+    CURRENT_LINK,
+    PREVIOUS_LINK,
+    Store,
+    bundle_version,
+)
 from cadr_device.update.versions import parse_version
 
 logger = logging.getLogger(__name__)
@@ -91,6 +102,7 @@ class Updater:
         self.store = Store(config.root)
         self.journal = Journal(self.store.journal_path)
         self.audit = AuditLog(self.store.audit_path)
+        self.apps = AppInstaller(self)
         self._keyring: Keyring | None = None
 
     @property
@@ -117,6 +129,7 @@ class Updater:
     def _session(self) -> Iterator[None]:
         """Create the layout, take the lock and finish any interrupted install first."""
         self.store.ensure_layout()
+        self.apps.store.ensure_layout()
         with self.store.locked():
             if self.journal.read() is not None:
                 changed = self._recover_locked()
@@ -127,7 +140,10 @@ class Updater:
     # Install -------------------------------------------------------------------------------
 
     def install(self, package_path: Path) -> str:
-        """Install one package and return the installed bundle's directory name.
+        """Install one package and return the installed directory name.
+
+        A model package installs ``bundles/NAME-VERSION``, an app package
+        ``app/cadr-VERSION``.
 
         Raises:
             UpdateError: A subclass whose ``exit_code`` and ``reason`` give the cause; the
@@ -143,12 +159,17 @@ class Updater:
         try:
             verified = verify_package(package_path, self.keyring, self.config.limits)
             manifest = verified.manifest
-            record.update(bundle=manifest.bundle_name, version=manifest.bundle_version,
-                          signer=verified.signer.key_id)
-            record["downgrade"] = self._check_newer(manifest.bundle_id)
-            self._check_compatible(package_path, manifest.min_app_version)
-            bundle_id = self._stage_and_test(verified)
-            self._switch_and_confirm(verified, bundle_id)
+            store = self.apps.store if manifest.kind == KIND_APP else self.store
+            record.update(kind=manifest.kind, bundle=manifest.bundle_name,
+                          version=manifest.bundle_version, signer=verified.signer.key_id)
+            record["downgrade"] = self._check_newer(manifest.bundle_id, store)
+            if manifest.kind == KIND_APP:
+                self.apps.check_compatible(verified)
+                bundle_id = self.apps.build(verified)
+            else:
+                self._check_compatible(package_path, manifest.min_app_version)
+                bundle_id = self._stage_and_test(verified)
+            self._switch_and_confirm(verified, bundle_id, store)
         except UpdateError as e:
             if "version" not in record:
                 record.update(read_claims(package_path, self.config.limits))
@@ -163,15 +184,15 @@ class Updater:
                                "detail": str(error)})
             raise error from e
 
-        removed = self.store.prune(self.config.keep)
+        removed = store.prune(self.config.keep)
         self.audit.append({**record, "outcome": "installed", "reason": "ok", "removed": removed})
         self.journal.clear()
         logger.info("Installed %s from %s", bundle_id, package_path)
         return bundle_id
 
-    def _check_newer(self, bundle_id: str) -> bool:
+    def _check_newer(self, bundle_id: str, store: Store) -> bool:
         """Raise NotNewerError unless ``bundle_id`` is newer; return whether it downgrades."""
-        current = self.store.current()
+        current = store.current()
         if current is None:
             return False
         new_version = bundle_version(bundle_id)
@@ -187,11 +208,16 @@ class Updater:
                        bundle_id)
         return True
 
+    def app_version(self) -> str:
+        """Return the installed app version: ``app/current``, else this process's app."""
+        return installed_app_version(self.apps.store) or cadr_device.__version__
+
     def _check_compatible(self, where: Path, min_app_version: str) -> None:
-        if parse_version(min_app_version) > parse_version(cadr_device.__version__):
+        app_version = self.app_version()
+        if parse_version(min_app_version) > parse_version(app_version):
             raise IncompatibleError(
                 f"{where}: bundle needs cadr app {min_app_version} or newer, this device runs "
-                f"{cadr_device.__version__}; update the app first",
+                f"{app_version}; update the app first",
             )
 
     def _stage_and_test(self, verified: VerifiedPackage) -> str:
@@ -272,15 +298,16 @@ class Updater:
             self.store.set_link(PREVIOUS_LINK, None)
         self.journal.clear()
 
-    def _switch_and_confirm(self, verified: VerifiedPackage, bundle_id: str) -> None:
+    def _switch_and_confirm(self, verified: VerifiedPackage, bundle_id: str,
+                            store: Store) -> None:
         entry = self.journal.read()
         if entry is None:
             raise RuntimeError("journal vanished during an install")
         self.journal.write(replace(entry, step=STEP_SWITCHED))
         crash_point("switching")
-        self.store.set_link(CURRENT_LINK, bundle_id)
+        store.set_link(CURRENT_LINK, bundle_id)
         if entry.previous is not None:
-            self.store.set_link(PREVIOUS_LINK, entry.previous)
+            store.set_link(PREVIOUS_LINK, entry.previous)
         crash_point(STEP_SWITCHED)
 
         ready, reason = restart_and_wait(self.config.service)
@@ -296,17 +323,21 @@ class Updater:
         self.journal.write(replace(entry, step=STEP_COMMITTED))
         crash_point(STEP_COMMITTED)
 
+    def _store_for(self, entry: JournalEntry) -> Store:
+        return self.apps.store if entry.area == AREA_APP else self.store
+
     def _undo_switch(self, entry: JournalEntry) -> None:
-        """Restore both links from the journal and delete a bundle an install added."""
-        self.store.set_link(CURRENT_LINK, entry.previous)
+        """Restore both links from the journal and delete what an install added."""
+        store = self._store_for(entry)
+        store.set_link(CURRENT_LINK, entry.previous)
         old_previous = entry.old_previous
         if entry.operation == "install" and old_previous == entry.target:
             old_previous = None
-        if old_previous is not None and not (self.store.bundles / old_previous).is_dir():
+        if old_previous is not None and not (store.bundles / old_previous).is_dir():
             old_previous = None
-        self.store.set_link(PREVIOUS_LINK, old_previous)
+        store.set_link(PREVIOUS_LINK, old_previous)
         if entry.operation == "install" and entry.target != entry.previous:
-            self.store.remove_tree(self.store.bundles / entry.target)
+            store.remove_tree(store.bundles / entry.target)
 
     def _restart_best_effort(self) -> None:
         ready, reason = restart_and_wait(self.config.service)
@@ -351,9 +382,11 @@ class Updater:
                                    "outcome": "failed", "reason": e.reason, "detail": str(e)})
                 summary.failed.append((path.name, e))
                 continue
-            versioned.append((parse_version(identity.bundle_version), path))
+            # Apps first, so that a bundle needing the new app installs after it.
+            order = 0 if identity.kind == KIND_APP else 1
+            versioned.append((order, parse_version(identity.bundle_version), path))
         logger.info("Scan of %s found %d packages", directory, len(candidates))
-        return [path for _, path in sorted(versioned)]
+        return [path for _, _, path in sorted(versioned)]
 
     def _archive(self, path: Path, archive: Path) -> None:
         archive.mkdir(mode=0o755, parents=True, exist_ok=True)
@@ -366,8 +399,8 @@ class Updater:
 
     # Rollback ------------------------------------------------------------------------------
 
-    def rollback(self) -> str:
-        """Switch back to the ``previous`` bundle and return its directory name.
+    def rollback(self, app: bool = False) -> str:
+        """Switch back to the ``previous`` bundle, or app with ``app``; return its name.
 
         Raises:
             NoRollbackTargetError: If there is no verified previous bundle.
@@ -375,9 +408,10 @@ class Updater:
 
         """
         with self._session():
-            record: dict[str, Any] = {"action": "rollback", "started": utc_now()}
+            record: dict[str, Any] = {"action": "rollback", "started": utc_now(),
+                                      "area": AREA_APP if app else self.store.area}
             try:
-                target = self._rollback_locked()
+                target = self._rollback_locked(self.apps.store if app else self.store)
             except UpdateError as e:
                 self.audit.append({**record, "outcome": "failed", "reason": e.reason,
                                    "detail": str(e)})
@@ -386,18 +420,18 @@ class Updater:
                                "bundle": target})
             return target
 
-    def _rollback_locked(self) -> str:
-        target = self.store.previous()
-        current = self.store.current()
-        if target is None or not self._is_verified(target):
-            raise NoRollbackTargetError(f"{self.store.bundles}: no verified previous bundle to "
+    def _rollback_locked(self, store: Store) -> str:
+        target = store.previous()
+        current = store.current()
+        if target is None or not self._is_usable(store, target):
+            raise NoRollbackTargetError(f"{store.bundles}: no verified previous install to "
                                         "roll back to")
         entry = JournalEntry(operation="rollback", step=STEP_SWITCHED, package="-",
                              target=target, previous=current, old_previous=target,
-                             started=utc_now())
+                             started=utc_now(), area=store.area)
         self.journal.write(entry)
-        self.store.set_link(CURRENT_LINK, target)
-        self.store.set_link(PREVIOUS_LINK, current)
+        store.set_link(CURRENT_LINK, target)
+        store.set_link(PREVIOUS_LINK, current)
         crash_point("rollback_switched")
 
         ready, reason = restart_and_wait(self.config.service)
@@ -425,6 +459,7 @@ class Updater:
 
         """
         self.store.ensure_layout()
+        self.apps.store.ensure_layout()
         with self.store.locked():
             changed = self._recover_locked()
             if changed and restart:
@@ -449,13 +484,36 @@ class Updater:
         current = self.store.current()
         if current is None or not self._is_verified(current):
             self._fall_back(current)
-        return self.store.current() != before
+        app_changed = self._recover_app()
+        return self.store.current() != before or app_changed
+
+    def _recover_app(self) -> bool:
+        """Make ``app/current`` name a complete venv if it names anything; return if changed."""
+        apps = self.apps.store
+        apps.clean_staging()
+        previous = apps.previous()
+        if previous is not None and not is_complete(apps.bundles / previous):
+            apps.set_link(PREVIOUS_LINK, None)
+        current = apps.current()
+        if current is None or is_complete(apps.bundles / current):
+            return False
+        # NOTE: without any complete venv, app/current is removed and /opt/cadr/venv dangles;
+        # the device then needs the app installed again from a wheelhouse.
+        candidates = [apps.previous(), *reversed(apps.installed())]
+        replacement = next((name for name in candidates if name is not None and name != current
+                            and is_complete(apps.bundles / name)), None)
+        apps.set_link(CURRENT_LINK, replacement)
+        self.audit.append({"action": "recover", "area": AREA_APP, "broken": current,
+                           "outcome": "fell_back" if replacement else "failed",
+                           "reason": "current_invalid", "bundle": replacement})
+        logger.error("App %s is incomplete; switched to %s", current, replacement)
+        return True
 
     def _apply_journal(self, entry: JournalEntry) -> None:
-        record = {"action": "recover", "operation": entry.operation, "package": entry.package,
-                  "bundle": entry.target, "interrupted_step": entry.step}
+        record = {"action": "recover", "area": entry.area, "operation": entry.operation,
+                  "package": entry.package, "bundle": entry.target, "interrupted_step": entry.step}
         if entry.step == STEP_COMMITTED:
-            self.store.prune(self.config.keep)
+            self._store_for(entry).prune(self.config.keep)
             self.audit.append({**record, "outcome": "completed", "reason": "interrupted"})
         else:
             self._undo_switch(entry)
@@ -481,6 +539,11 @@ class Updater:
         self.audit.append({"action": "recover", "outcome": "failed", "reason": "no_bundle",
                            "broken": broken})
 
+    def _is_usable(self, store: Store, name: str) -> bool:
+        if store.area == AREA_APP:
+            return is_complete(store.bundles / name)
+        return self._is_verified(name)
+
     def _is_verified(self, name: str) -> bool:
         try:
             load_bundle(self.store.bundles / name, self.keyring)
@@ -496,12 +559,19 @@ class Updater:
         entry = self.journal.read() if self.store.state.is_dir() else None
         installed = self.store.installed() if self.store.bundles.is_dir() else []
         records = self.audit.read()
+        apps = self.apps.store
+        app_dir = apps.bundles.is_dir()
         return {
             "root": str(self.store.root),
+            "app_version": self.app_version() if app_dir else cadr_device.__version__,
+            "app": {"current": apps.current() if app_dir else None,
+                    "previous": apps.previous() if app_dir else None,
+                    "installed": apps.installed() if app_dir else []},
             "current": self.store.current() if self.store.bundles.is_dir() else None,
             "previous": self.store.previous() if self.store.bundles.is_dir() else None,
             "installed": installed,
             "interrupted": None if entry is None else {"operation": entry.operation,
+                                                       "area": entry.area,
                                                        "step": entry.step,
                                                        "target": entry.target},
             "last_attempt": records[-1] if records else None,

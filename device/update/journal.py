@@ -39,6 +39,7 @@ class JournalEntry:
         previous: The bundle directory ``current`` named before, or None on a first install.
         old_previous: The directory ``previous`` named before, restored on undo.
         started: ISO 8601 UTC start time.
+        area: ``bundles`` for a model bundle, ``app`` for an app virtual environment.
 
     """
 
@@ -49,6 +50,7 @@ class JournalEntry:
     previous: str | None
     old_previous: str | None
     started: str
+    area: str = "bundles"
 
 
 class Journal:

@@ -8,7 +8,9 @@ in this order:
    other member's path, size and sha256).
 2. ``package.sig``: an Ed25519 signature over the exact bytes of ``package.json``, in the
    same JSON form as a bundle's ``manifest.sig`` (algorithm, signer key id, base64).
-3. ``bundle/...``: the files of one model bundle, each listed in ``package.json``.
+3. ``bundle/...``: the files of one model bundle, each listed in ``package.json``; or, in
+   an app package (``"kind": "app"``), ``wheels/...``: an offline wheelhouse of the cadr app
+   (its wheels and the hash-pinned ``requirements.txt``).
 
 Members are read one by one with :mod:`tarfile` and checked here, never with
 ``extractall`` or extraction filters. Only regular files with clean relative names pass,
@@ -47,6 +49,17 @@ PACKAGE_SUFFIX = ".cadrpkg"
 PACKAGE_MANIFEST_NAME = "package.json"
 PACKAGE_SIGNATURE_NAME = "package.sig"
 BUNDLE_PREFIX = "bundle/"
+WHEELS_PREFIX = "wheels/"
+
+#: Package kinds: a model bundle (``kind`` absent or ``bundle``) or the app's wheelhouse.
+KIND_BUNDLE = "bundle"
+KIND_APP = "app"
+
+#: Name of the app in an app package; its install directory is ``cadr-VERSION``.
+APP_NAME = "cadr"
+
+#: The pinned requirements file every app package's wheelhouse must contain.
+APP_REQUIREMENTS_NAME = "requirements.txt"
 
 _COPY_CHUNK_BYTES = 1024 * 1024
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -54,7 +67,12 @@ _BUNDLE_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 _MANIFEST_KEYS = frozenset({
     "format_version", "bundle", "min_app_version", "created", "files",
 })
+_APP_MANIFEST_KEYS = frozenset({"format_version", "kind", "app", "created", "files"})
 _BUNDLE_KEYS = frozenset({"name", "version", "demonstration_only"})
+_APP_KEYS = frozenset({"name", "version", "platform", "python", "bundle_schema_min",
+                       "bundle_schema_max"})
+_PLATFORM_TAG = re.compile(r"^manylinux_2_(?P<glibc_minor>\d{1,2})_(?P<machine>aarch64|x86_64)$")
+_PYTHON_VERSION = re.compile(r"^3\.\d{1,2}$")
 
 
 @dataclass(frozen=True)
@@ -67,8 +85,48 @@ class PackageFile:
 
 
 @dataclass(frozen=True)
+class AppRequirements:
+    """What an app package declares about the device it runs on and the bundles it reads.
+
+    Attributes:
+        platform: The wheels' manylinux platform tag, for example
+            ``manylinux_2_36_aarch64``: the device's CPU and its oldest usable glibc.
+        python: The CPython version the wheels were built for, for example ``3.11``.
+        bundle_schema_min: Oldest bundle ``schema_version`` the app reads.
+        bundle_schema_max: Newest bundle ``schema_version`` the app reads.
+
+    """
+
+    platform: str
+    python: str
+    bundle_schema_min: int
+    bundle_schema_max: int
+
+    @property
+    def machine(self) -> str:
+        """The CPU architecture of the platform tag, for example ``aarch64``."""
+        match = _PLATFORM_TAG.match(self.platform)
+        return match["machine"] if match else ""
+
+    @property
+    def min_glibc(self) -> tuple[int, int]:
+        """The oldest glibc the platform tag runs on, as ``(2, minor)``."""
+        match = _PLATFORM_TAG.match(self.platform)
+        return (2, int(match["glibc_minor"])) if match else (2, 0)
+
+    def reads_schema(self, schema_version: int) -> bool:
+        """Return whether the app reads bundles of ``schema_version``."""
+        return self.bundle_schema_min <= schema_version <= self.bundle_schema_max
+
+
+@dataclass(frozen=True)
 class PackageManifest:
-    """A parsed, validated ``package.json``."""
+    """A parsed, validated ``package.json``.
+
+    An app package has ``kind`` ``app``, ``bundle_name`` :data:`APP_NAME`, the app version
+    in ``bundle_version`` and its requirements in ``app``; ``demonstration_only`` is false,
+    so the demonstration key can never sign one.
+    """
 
     bundle_name: str
     bundle_version: str
@@ -76,11 +134,18 @@ class PackageManifest:
     min_app_version: str
     created: str
     files: tuple[PackageFile, ...]
+    kind: str = KIND_BUNDLE
+    app: AppRequirements | None = None
 
     @property
     def bundle_id(self) -> str:
-        """``NAME-VERSION``, the install directory name."""
+        """``NAME-VERSION``, the install directory name (``cadr-VERSION`` for the app)."""
         return f"{self.bundle_name}-{self.bundle_version}"
+
+    @property
+    def payload_prefix(self) -> str:
+        """The member prefix of the payload: ``bundle/`` or ``wheels/``."""
+        return WHEELS_PREFIX if self.kind == KIND_APP else BUNDLE_PREFIX
 
 
 @dataclass(frozen=True)
@@ -114,20 +179,20 @@ def verify_package(path: Path, keyring: Keyring, limits: PackageLimits) -> Verif
 
 
 def extract_package(package: VerifiedPackage, staging_dir: Path, limits: PackageLimits) -> Path:
-    """Copy the bundle members of a verified package into ``staging_dir/bundle``.
+    """Copy the payload of a verified package into ``staging_dir/bundle`` or ``staging_dir/wheels``.
 
     The package file is read again and every check repeats while copying, so a file that
     changed since :func:`verify_package` is rejected. Written files are fsynced.
 
     Returns:
-        The staged bundle directory.
+        The staged bundle or wheelhouse directory.
 
     Raises:
         PackageError: If the package no longer matches what was verified.
         OSError: If writing fails (for example, the disk is full).
 
     """
-    bundle_dir = staging_dir / "bundle"
+    bundle_dir = staging_dir / package.manifest.payload_prefix.rstrip("/")
     bundle_dir.mkdir(mode=0o755)
     with _open_package(package.path) as archive:
         members = _checked_members(package.path, archive, limits)
@@ -177,7 +242,8 @@ def read_claims(path: Path, limits: PackageLimits) -> dict[str, str]:
                 data = _read_member(path, archive, member, limits.max_manifest_bytes)
                 document = json.loads(data.decode("utf-8"))
                 if member.name == PACKAGE_MANIFEST_NAME and isinstance(document, dict):
-                    bundle = document.get("bundle")
+                    bundle = document.get("app" if document.get("kind") == KIND_APP
+                                          else "bundle")
                     if isinstance(bundle, dict):
                         claims["claimed_bundle"] = str(bundle.get("name"))
                         claims["claimed_version"] = str(bundle.get("version"))
@@ -202,7 +268,9 @@ def parse_package_manifest(data: bytes, path: Path, limits: PackageLimits) -> Pa
         raise PackageError(path, f"package.json is not UTF-8 JSON ({e})") from e
     if not isinstance(document, dict):
         raise PackageError(path, "package.json must be a JSON object")
-    unknown = sorted(set(document) - _MANIFEST_KEYS)
+    if "kind" in document and document["kind"] != KIND_BUNDLE:
+        return _parse_app_manifest(document, path, limits)
+    unknown = sorted(set(document) - _MANIFEST_KEYS - {"kind"})
     if unknown:
         raise PackageError(path, f"package.json has unknown keys {unknown}")
     if document.get("format_version") != FORMAT_VERSION:
@@ -229,11 +297,61 @@ def parse_package_manifest(data: bytes, path: Path, limits: PackageLimits) -> Pa
     return PackageManifest(
         bundle_name=name, bundle_version=version,
         demonstration_only=bundle["demonstration_only"], min_app_version=min_app,
-        created=created, files=_declared_files(path, document.get("files"), limits),
+        created=created,
+        files=_declared_files(path, document.get("files"), limits, BUNDLE_PREFIX,
+                              f"{BUNDLE_PREFIX}{MANIFEST_NAME}"),
     )
 
 
-def _declared_files(path: Path, value: Any, limits: PackageLimits) -> tuple[PackageFile, ...]:
+def _parse_app_manifest(document: dict[str, Any], path: Path,
+                        limits: PackageLimits) -> PackageManifest:
+    """Validate the ``package.json`` of an app package (``"kind": "app"``)."""
+    if document["kind"] != KIND_APP:
+        raise PackageError(path, f"package kind must be {KIND_BUNDLE!r} or {KIND_APP!r}, got "
+                           f"{document['kind']!r}; use a matching cadr-update")
+    unknown = sorted(set(document) - _APP_MANIFEST_KEYS)
+    if unknown:
+        raise PackageError(path, f"package.json has unknown keys {unknown}")
+    if document.get("format_version") != FORMAT_VERSION:
+        raise PackageError(path, f"package format_version must be {FORMAT_VERSION}, got "
+                           f"{document.get('format_version')!r}; use a matching cadr-update")
+
+    app = document.get("app")
+    if not isinstance(app, dict) or set(app) != _APP_KEYS:
+        raise PackageError(path, f"package.json app must have exactly {sorted(_APP_KEYS)}")
+    if app["name"] != APP_NAME:
+        raise PackageError(path, f"app name must be {APP_NAME!r}, got {app['name']!r}")
+    version = _string_field(path, app, "version")
+    if not is_valid_version(version):
+        raise PackageError(path, f"app version {version!r} is not MAJOR.MINOR.PATCH")
+    platform_tag = _string_field(path, app, "platform")
+    if not _PLATFORM_TAG.match(platform_tag):
+        raise PackageError(path, f"app platform {platform_tag!r} is not a manylinux_2_N "
+                           "aarch64 or x86_64 tag")
+    python = _string_field(path, app, "python")
+    if not _PYTHON_VERSION.match(python):
+        raise PackageError(path, f"app python {python!r} is not a version like 3.11")
+    schema_min, schema_max = app["bundle_schema_min"], app["bundle_schema_max"]
+    for key, value in (("bundle_schema_min", schema_min), ("bundle_schema_max", schema_max)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise PackageError(path, f"app {key} must be a positive integer, got {value!r}")
+    if schema_min > schema_max:
+        raise PackageError(path, f"app bundle_schema_min {schema_min} is greater than "
+                           f"bundle_schema_max {schema_max}")
+
+    return PackageManifest(
+        bundle_name=APP_NAME, bundle_version=version, demonstration_only=False,
+        min_app_version=version, created=_string_field(path, document, "created"),
+        files=_declared_files(path, document.get("files"), limits, WHEELS_PREFIX,
+                              f"{WHEELS_PREFIX}{APP_REQUIREMENTS_NAME}"),
+        kind=KIND_APP,
+        app=AppRequirements(platform=platform_tag, python=python,
+                            bundle_schema_min=schema_min, bundle_schema_max=schema_max),
+    )
+
+
+def _declared_files(path: Path, value: Any, limits: PackageLimits, prefix: str,
+                    required: str) -> tuple[PackageFile, ...]:
     if not isinstance(value, list) or not value:
         raise PackageError(path, "package.json files must be a non-empty list")
     if len(value) > limits.max_members:
@@ -245,8 +363,8 @@ def _declared_files(path: Path, value: Any, limits: PackageLimits) -> tuple[Pack
         if not isinstance(entry, dict) or set(entry) != {"path", "size", "sha256"}:
             raise PackageError(path, "each package.json files entry needs path, size, sha256")
         name, size, digest = entry["path"], entry["size"], entry["sha256"]
-        if not isinstance(name, str) or not name.startswith(BUNDLE_PREFIX):
-            raise PackageError(path, f"declared file {name!r} is not under {BUNDLE_PREFIX}")
+        if not isinstance(name, str) or not name.startswith(prefix):
+            raise PackageError(path, f"declared file {name!r} is not under {prefix}")
         check_member_name(path, name, limits)
         if isinstance(size, bool) or not isinstance(size, int) or size < 0:
             raise PackageError(path, f"declared size of {name} must be a non-negative integer")
@@ -264,8 +382,8 @@ def _declared_files(path: Path, value: Any, limits: PackageLimits) -> tuple[Pack
     names = [f.path for f in files]
     _check_unique(path, names)
     _check_no_file_as_directory(path, names)
-    if f"{BUNDLE_PREFIX}{MANIFEST_NAME}" not in names:
-        raise PackageError(path, f"the bundle's {MANIFEST_NAME} is not declared")
+    if required not in names:
+        raise PackageError(path, f"{required} is not declared")
     return tuple(files)
 
 
@@ -435,7 +553,7 @@ def _verify_signature(path: Path, manifest: PackageManifest, manifest_bytes: byt
 def _check_declared_members(path: Path, archive: tarfile.TarFile,
                             members: list[tarfile.TarInfo], manifest: PackageManifest,
                             destination: Path | None) -> None:
-    """Hash every bundle member against its declaration, copying it when asked."""
+    """Hash every payload member against its declaration, copying it when asked."""
     declared = {f.path: f for f in manifest.files}
     present = {m.name for m in members[2:]}
     extra = sorted(present - set(declared))
@@ -453,7 +571,7 @@ def _check_declared_members(path: Path, archive: tarfile.TarFile,
                                f"manifest says {expected.size}")
         target = None
         if destination is not None:
-            target = destination / member.name.removeprefix(BUNDLE_PREFIX)
+            target = destination / member.name.removeprefix(manifest.payload_prefix)
         digest = _copy_member(path, archive, member, target)
         if digest != expected.sha256:
             raise PackageError(path, f"{member.name} has sha256 {digest}, the signed manifest "

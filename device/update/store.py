@@ -5,6 +5,9 @@ Layout under the install root (default ``/var/lib/cadr``)::
     bundles/NAME-VERSION/      one verified bundle per directory, never modified in place
     bundles/current -> NAME-VERSION   the bundle the device service runs
     bundles/previous -> NAME-VERSION  the rollback target
+    app/cadr-VERSION/venv      one app virtual environment per version (app packages)
+    app/current, app/previous  the same links for the app; /opt/cadr/venv points at
+                               app/current/venv
     staging/                   scratch directories on the same file system, for extraction
     update/journal.json        present only while an install or rollback runs
     update/audit.jsonl         append-only audit log
@@ -46,12 +49,22 @@ def bundle_version(directory_name: str) -> tuple[int, int, int] | None:
     return parse_version(match["version"]) if match else None
 
 
-class Store:
-    """One install root."""
+#: Directories under the install root that hold versioned installs and their links.
+AREA_BUNDLES = "bundles"
+AREA_APP = "app"
 
-    def __init__(self, root: Path) -> None:
+
+class Store:
+    """One area of an install root: ``bundles/`` for model bundles or ``app/`` for the app.
+
+    Both areas share the staging directory, the journal, the audit log and the lock. The
+    attribute ``bundles`` is the area's directory, whichever area it is.
+    """
+
+    def __init__(self, root: Path, area: str = AREA_BUNDLES) -> None:
         self.root = root
-        self.bundles = root / "bundles"
+        self.area = area
+        self.bundles = root / area
         self.staging = root / "staging"
         self.state = root / "update"
         self.inbox = root / "inbox"
