@@ -91,7 +91,8 @@ def run_camera(options: argparse.Namespace) -> int:
     options = _with_default_config(options)
     config = config_from_options(options)
     app = CameraApp(config, Notifier.from_environment(),
-                    max_frames=getattr(options, "max_frames", None))
+                    max_frames=getattr(options, "max_frames", None),
+                    bundle_flag=getattr(options, "bundle", None))
     return app.run()
 
 
@@ -149,10 +150,11 @@ class CameraApp:
     """One run of the camera app with a validated configuration."""
 
     def __init__(self, config: DeviceConfig, notifier: Notifier,
-                 max_frames: int | None = None) -> None:
+                 max_frames: int | None = None, bundle_flag: Path | None = None) -> None:
         self.config = config
         self.notifier = notifier
         self.max_frames = max_frames
+        self.bundle_flag = bundle_flag
         self.translations = translator(config.get("display.locale"))
         self.status = StatusBoard()
         self.triggers = TriggerQueue()
@@ -205,7 +207,7 @@ class CameraApp:
         self._start_triggers()
 
     def _load_model(self) -> None:
-        model, condition, detail = load_model(self.config)
+        model, condition, detail = load_model(self.config, self.bundle_flag)
         if model is None:
             assert condition is not None  # noqa: S101 - load_model returns one or the other
             self.status.set(condition, detail)

@@ -28,7 +28,6 @@ import argparse
 import importlib
 import json
 import logging
-import os
 import sys
 import time
 import unicodedata
@@ -40,9 +39,10 @@ from typing import Any
 from cadr_device import __version__
 from cadr_device.annotate import MODEL, NOT_A_DIAGNOSIS, banner_lines, label_text, threshold_text
 from cadr_device.bundle import Bundle, load_bundle
+from cadr_device.bundle_location import BUNDLE_ENV, SYSTEM_BUNDLE, locate_bundle
 from cadr_device.classifier import Classifier
 from cadr_device.durable import append_line, atomic_write, make_private_dir, repair_torn_tail
-from cadr_device.errors import BundleError, CadrError, ImageError, RecordError
+from cadr_device.errors import CadrError, ImageError, RecordError
 from cadr_device.i18n import translator
 from cadr_device.images import iter_image_files, load_rgb
 from cadr_device.pipeline import CaptureResult, Screening
@@ -60,17 +60,6 @@ EXIT_IMAGES_FAILED = ImageError.exit_code
 EXIT_RECORD = RecordError.exit_code
 EXIT_INTERRUPTED = 130
 
-#: Bundle used when neither --bundle nor CADR_BUNDLE is given, on an installed device.
-SYSTEM_BUNDLE = Path("/var/lib/cadr/bundles/current")
-
-#: The demonstration bundle in a source checkout, relative to this package's folder.
-REPOSITORY_BUNDLE = Path(__file__).resolve().parent.parent / "models" / "cadr-demo"
-
-#: The same bundle relative to the working directory, for a non-editable install run
-#: from the checkout (``make demo``), where the package folder is in site-packages.
-WORKING_DIR_BUNDLE = Path("models") / "cadr-demo"
-
-BUNDLE_ENV = "CADR_BUNDLE"
 DEFAULT_CONFIG = Path("/etc/cadr/device.yaml")
 DEFAULT_RECORDS_DIR = Path("/var/lib/cadr/records")
 DEFAULT_THREADS = 2
@@ -235,28 +224,14 @@ def _add_records_location(sub: argparse.ArgumentParser) -> None:
 
 
 def resolve_bundle_path(explicit: Path | None) -> Path:
-    """Return the bundle folder: ``explicit``, ``$CADR_BUNDLE``, the system one, the repository's.
+    """Return the replay's bundle folder by :func:`~cadr_device.bundle_location.locate_bundle`.
 
-    The repository's demonstration bundle is looked up next to the package source, then
-    under the working directory. Every bundle is still verified against the trusted keys.
+    The order is ``explicit``, ``$CADR_BUNDLE``, the installed bundle, the repository's.
 
     Raises:
         BundleError: If no candidate exists, listing every place tried.
     """
-    if explicit is not None:
-        return explicit
-    from_env = os.environ.get(BUNDLE_ENV)
-    if from_env:
-        return Path(from_env)
-
-    candidates = (SYSTEM_BUNDLE, REPOSITORY_BUNDLE, WORKING_DIR_BUNDLE.absolute())
-    for candidate in candidates:
-        if candidate.is_dir():
-            logger.info("No --bundle or $%s given; using %s", BUNDLE_ENV, candidate)
-            return candidate
-    tried = ", ".join(str(c) for c in candidates[1:])
-    raise BundleError(SYSTEM_BUNDLE, f"no bundle found (also tried ${BUNDLE_ENV}, {tried}); "
-                      "pass --bundle with a folder made by cadr-convert")
+    return locate_bundle(explicit).path
 
 
 def prepare_screening(args: argparse.Namespace, store: RecordStore) -> Screening:

@@ -90,8 +90,10 @@ def _number(value: float | None) -> str:
 
 #: Every setting of the device app. This table is the only place defaults live.
 SETTINGS: tuple[Setting, ...] = (
-    Setting("model.bundle", "/var/lib/cadr/bundles/current", "path",
-            "Model bundle directory made by cadr-convert."),
+    Setting("model.bundle", None, "path",
+            "Model bundle directory made by cadr-convert. `--bundle` and `$CADR_BUNDLE` "
+            "take precedence; null looks up `/var/lib/cadr/bundles/current`, then the "
+            "demonstration bundle `models/cadr-demo` of a source checkout.", nullable=True),
     Setting("model.keys", "/etc/cadr/keys", "path",
             "Directory of trusted public keys (`*.pub` files); the keys shipped with the app "
             "are used when it does not exist."),
@@ -101,7 +103,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("model.num_threads", 2, "int",
             "CPU threads of the interpreter, fixed when it is built.", minimum=1, maximum=16),
     Setting("records.directory", "/var/lib/cadr/records", "path",
-            "Where capture records (still JPEG, annotated copy, record.json) are written."),
+            "Where capture records (still JPEG, model input PNG, annotated copy, "
+            "record.json) are written."),
     Setting("records.min_free_mb", 200, "int",
             "A capture is rejected when less free space than this remains, in MiB.",
             minimum=1, maximum=1_000_000),
@@ -355,6 +358,12 @@ def render_markdown() -> str:
         "apply. An unknown key or an invalid value stops start-up with a message that names",
         "the key and the allowed values. Command-line flags (`--bundle`, `--keys`, `--locale`,",
         "`--records`, `--replay`, `--overlay-dir`, `--runtime-dir`) override the file.",
+        "",
+        "The model bundle is looked up in this order, the same as for the replay: `--bundle`,",
+        "`$CADR_BUNDLE`, `model.bundle`, `/var/lib/cadr/bundles/current` (installed by",
+        "`cadr-update`), then `models/cadr-demo` of a source checkout. The environment",
+        "variable comes before the file, so one run can use another bundle without editing",
+        "the file. The app logs the folder it chose and the rule that chose it.",
         "",
         "This page is generated from `cadr_device.config.SETTINGS`; `tests/test_config.py`",
         "fails when the two differ. Regenerate it with",

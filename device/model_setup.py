@@ -9,9 +9,11 @@ from __future__ import annotations
 import importlib
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from cadr_device.bundle import Bundle, load_bundle
+from cadr_device.bundle_location import locate_bundle
 from cadr_device.classifier import Classifier
 from cadr_device.config import DeviceConfig
 from cadr_device.errors import BundleError, RuntimeLoadError, SelfTestError
@@ -43,20 +45,26 @@ class LoadedModel:
     fallback_note: str | None = None
 
 
-def load_model(config: DeviceConfig) -> tuple[LoadedModel | None, Condition | None, str]:
-    """Load and self-test the configured bundle.
+def load_model(config: DeviceConfig, explicit_bundle: Path | None = None,
+               ) -> tuple[LoadedModel | None, Condition | None, str]:
+    """Find, load and self-test the bundle.
+
+    Args:
+        config: The device configuration.
+        explicit_bundle: The ``--bundle`` flag, or None; the lookup order is that of
+            :func:`~cadr_device.bundle_location.locate_bundle`.
 
     Returns:
         ``(model, None, "")`` on success, else ``(None, condition, detail)`` where
         ``detail`` is the English error for the log.
     """
-    bundle_path = config.path_value("model.bundle")
     keys = config.path_value("model.keys")
-    assert bundle_path is not None and keys is not None  # noqa: S101 - not nullable
+    assert keys is not None  # noqa: S101 - not nullable
     key_dir = keys if keys.is_dir() else default_key_dir()
 
     try:
-        bundle = load_bundle(bundle_path, Keyring.from_directory(key_dir))
+        location = locate_bundle(explicit_bundle, config.path_value("model.bundle"))
+        bundle = load_bundle(location.path, Keyring.from_directory(key_dir))
         classifier, backend_name, fallback_note = _build_classifier(
             bundle, config.get("model.backend"), config.get("model.num_threads"))
     except (BundleError, RuntimeLoadError) as e:

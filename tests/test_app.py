@@ -36,6 +36,7 @@ from camera_support import (
 )
 from PIL import Image
 
+from cadr_device import bundle_location
 from cadr_device.app import CameraApp, run_camera
 from cadr_device.camera import CameraError
 from cadr_device.config import ConfigError, load_config
@@ -189,6 +190,49 @@ def test_selftest_mismatch_refuses_screening(tmp_path: Path, tiny_bundle: Any,
     for png in (tmp_path / "png").glob("*.png"):
         with Image.open(png) as image:
             assert shows_problem_box(np.asarray(image.convert("RGB"))), png.name
+
+
+@pytest.mark.parametrize("source", ["installed", "repository", "environment", "flag"])
+def test_run_without_configured_bundle_uses_lookup(tmp_path: Path, tiny_bundle: Any,
+                                                   monkeypatch: pytest.MonkeyPatch,
+                                                   caplog: pytest.LogCaptureFixture,
+                                                   source: str) -> None:
+    bundle = copy_bundle(tiny_bundle.bundle, tmp_path / source)
+    absent = tmp_path / "absent"
+    monkeypatch.setattr(bundle_location, "SYSTEM_BUNDLE",
+                        bundle if source == "installed" else absent)
+    monkeypatch.setattr(bundle_location, "REPOSITORY_BUNDLE",
+                        bundle if source == "repository" else absent)
+    monkeypatch.setattr(bundle_location, "WORKING_DIR_BUNDLE", absent)
+    monkeypatch.delenv(bundle_location.BUNDLE_ENV, raising=False)
+    if source == "environment":
+        monkeypatch.setenv(bundle_location.BUNDLE_ENV, str(bundle))
+    config_sections = replay_sections(tmp_path, tiny_bundle, count=1)
+    del config_sections["model"]["bundle"]
+    config = write_config(tmp_path / "device.yaml", config_sections)
+    flag = bundle if source == "flag" else None
+
+    with caplog.at_level(logging.INFO, logger="cadr_device.bundle_location"):
+        assert run_camera(run_options(config, bundle=flag)) == 0
+
+    records = [json.loads(p.read_text()) for p in record_files(tmp_path / "records")]
+    assert [r["status"] for r in records] == ["ok"]
+    assert f"Using bundle {bundle} (from " in caplog.text
+
+
+def test_environment_bundle_overrides_configured(tmp_path: Path, tiny_bundle: Any,
+                                                 monkeypatch: pytest.MonkeyPatch,
+                                                 caplog: pytest.LogCaptureFixture) -> None:
+    from_env = copy_bundle(tiny_bundle.bundle, tmp_path / "from-env")
+    monkeypatch.setenv(bundle_location.BUNDLE_ENV, str(from_env))
+    config = write_config(tmp_path / "device.yaml", replay_sections(
+        tmp_path, tiny_bundle, count=1, model={"bundle": str(tmp_path / "absent")}))
+
+    with caplog.at_level(logging.INFO, logger="cadr_device.bundle_location"):
+        assert run_camera(run_options(config)) == 0
+
+    assert f"Using bundle {from_env} (from $CADR_BUNDLE)" in caplog.text
+    assert len(record_files(tmp_path / "records")) == 1
 
 
 def test_missing_bundle_shows_no_model(tmp_path: Path, tiny_bundle: Any) -> None:

@@ -23,7 +23,7 @@ from PIL import Image
 
 from cadr_convert.bundle_writer import write_manifest
 from cadr_convert.signing import load_private_key, sign_bundle
-from cadr_device import cli
+from cadr_device import bundle_location, cli
 from cadr_device.bundle import load_bundle
 from cadr_device.classifier import Prediction
 from cadr_device.errors import BundleError
@@ -249,8 +249,8 @@ def test_existing_results_need_force(tmp_path: Path, images: Path, bundle_dir: P
 def test_bundle_path_resolution_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     system = tmp_path / "system"
     repository = tmp_path / "repository"
-    monkeypatch.setattr(cli, "SYSTEM_BUNDLE", system)
-    monkeypatch.setattr(cli, "REPOSITORY_BUNDLE", repository)
+    monkeypatch.setattr(bundle_location, "SYSTEM_BUNDLE", system)
+    monkeypatch.setattr(bundle_location, "REPOSITORY_BUNDLE", repository)
     monkeypatch.delenv(cli.BUNDLE_ENV, raising=False)
     monkeypatch.chdir(tmp_path)
 
@@ -265,6 +265,24 @@ def test_bundle_path_resolution_order(tmp_path: Path, monkeypatch: pytest.Monkey
     monkeypatch.setenv(cli.BUNDLE_ENV, str(tmp_path / "from-env"))
     assert cli.resolve_bundle_path(None) == tmp_path / "from-env"
     assert cli.resolve_bundle_path(tmp_path / "explicit") == tmp_path / "explicit"
+
+
+def test_configured_bundle_between_environment_and_system(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    system = tmp_path / "system"
+    system.mkdir()
+    monkeypatch.setattr(bundle_location, "SYSTEM_BUNDLE", system)
+    monkeypatch.delenv(cli.BUNDLE_ENV, raising=False)
+    configured = tmp_path / "configured"
+
+    assert bundle_location.locate_bundle(None, None).origin == "installed"
+    chosen = bundle_location.locate_bundle(None, configured)
+    assert (chosen.path, chosen.origin) == (configured, "model.bundle")
+    monkeypatch.setenv(cli.BUNDLE_ENV, str(tmp_path / "from-env"))
+    chosen = bundle_location.locate_bundle(None, configured)
+    assert (chosen.path, chosen.origin) == (tmp_path / "from-env", "$CADR_BUNDLE")
+    chosen = bundle_location.locate_bundle(tmp_path / "explicit", configured)
+    assert (chosen.path, chosen.origin) == (tmp_path / "explicit", "--bundle")
 
 
 def test_bundle_from_environment(tmp_path: Path, images: Path, bundle_dir: Path,
