@@ -35,7 +35,7 @@ PURPURA = (0.66, 0.36, 0.50)
 
 # Colours blend over the skin (sRGB, 0..1).
 BLISTER_FLUID = (0.90, 0.85, 0.72)
-RAW_DERMIS = (0.80, 0.24, 0.24)
+RAW_DERMIS = (0.72, 0.19, 0.21)
 DETACHED_EPIDERMIS = (0.86, 0.85, 0.81)
 CRUST = (0.30, 0.10, 0.07)
 WHEAL_PALLOR = (1.0, 0.93, 0.92)
@@ -223,10 +223,16 @@ def erosions(canvas: Canvas, rng: np.random.Generator) -> None:
                            elongation=rng.uniform(1.0, 1.7))
         h, w = blob.distance.shape
         raw = blob.disc(softness=0.2)
-        moist = 0.85 + 0.3 * rng.random((h, w)).astype(np.float32)
+        mottling = 0.8 + 0.25 * smooth_noise(rng, h, w, max(3, h // 8))
+        moist = mottling * (0.9 + 0.2 * rng.random((h, w)).astype(np.float32))
         dermis = np.asarray(RAW_DERMIS, dtype=np.float32)[None, None, :] * moist[..., None]
         canvas.blend(raw * 0.9, dermis, blob.top, blob.left)
         canvas.record("erosion", raw, blob.top, blob.left)
+
+        # A moist surface shows small specular highlights.
+        glints = (rng.random((h, w)) > 0.985).astype(np.float32)
+        canvas.blend(gaussian_blur(glints, 0.8) * raw * 0.8, (1.0, 0.95, 0.95),
+                     blob.top, blob.left)
 
         # The detached sheet curls back from the wound edge in fine parallel wrinkles.
         sheet = blob.ring(0.8, rng.uniform(1.1, 1.35), 0.15)
@@ -280,12 +286,12 @@ def _blister_in(canvas: Canvas, rng: np.random.Generator, blob: Blob, extent: fl
 
     # Fluid collects at the lower edge of a flaccid blister, so it is more opaque there.
     rows = np.linspace(0.0, 1.0, h, dtype=np.float32)[:, None]
-    opacity = roof * (0.35 + 0.35 * rows)
+    opacity = roof * (0.25 + 0.35 * rows)
     wrinkles = streak_noise(rng, max(h, w), 2, max(4, max(h, w) // 4), rng.uniform(0.0, 180.0))
     shade = 0.9 + 0.15 * wrinkles[:h, :w]
     # The roof is translucent: the fluid colour mixes with the skin beneath it.
     beneath = canvas.rgb[blob.top:blob.top + h, blob.left:blob.left + w]
-    fluid = (0.4 * beneath + 0.6 * np.asarray(BLISTER_FLUID, dtype=np.float32)) * shade[..., None]
+    fluid = (0.55 * beneath + 0.45 * np.asarray(BLISTER_FLUID, dtype=np.float32)) * shade[..., None]
     canvas.blend(opacity, fluid, blob.top, blob.left)
 
     # A thin bright rim where the roof catches the light.

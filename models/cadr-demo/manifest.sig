@@ -1,5 +1,5 @@
 {
   "algorithm": "ed25519",
   "key_id": "c3eb980c456c0e09",
-  "signature": "dRU5ODXAQVq8Uj1KgPFw5HHKI3ti2Bt+2B4wTlNFsykc2BqxAmGlb4OLNnp/GITPI8lbfYlaNJrXWE8yxQ/CBA=="
+  "signature": "dtHqVva0qWl9X/7TnZZazHOGJuJ3LqhMHPTHbICDL9BYNPZU1gUx1ErbG/ZBlHQzbbRoYal/atp7bRb4BPO/BQ=="
 }
