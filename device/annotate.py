@@ -66,9 +66,15 @@ def label_text(prediction: Prediction, _: Gettext) -> str:
     return _(SEVERE) if prediction.positive else _(NON_SEVERE)
 
 
-def threshold_text(manifest: Manifest, _: Gettext) -> str:
-    """Return the operating point, e.g. "Threshold 0.37 (chosen for 90% sensitivity)"."""
-    return _(THRESHOLD).format(threshold=manifest.decision.threshold,
+def threshold_text(manifest: Manifest, _: Gettext, threshold: float | None = None) -> str:
+    """Return the operating point, e.g. "Threshold 0.370 (chosen for 90% sensitivity)".
+
+    ``threshold`` is the one a prediction used (the IMX500 sensor has its own for the
+    same target sensitivity); None shows the bundle's.
+    """
+    if threshold is None:
+        threshold = manifest.decision.threshold
+    return _(THRESHOLD).format(threshold=threshold,
                                sensitivity=manifest.decision.target_sensitivity * 100)
 
 
@@ -77,7 +83,7 @@ def result_lines(prediction: Prediction, manifest: Manifest, _: Gettext) -> list
     return [
         _(RESULT).format(label=label_text(prediction, _)),
         _(PROBABILITY).format(probability=prediction.probability),
-        threshold_text(manifest, _),
+        threshold_text(manifest, _, prediction.threshold),
         _(NOT_A_DIAGNOSIS),
     ]
 

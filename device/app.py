@@ -213,6 +213,11 @@ class CameraApp:
             self.status.set(condition, detail)
             return
         self.model = model
+        camera_num = getattr(model.classifier, "camera_num", None)
+        if isinstance(self.camera, Picamera2Camera) and camera_num is not None:
+            # The IMX500 helper loaded the network into one sensor; open that camera.
+            self.camera.camera_num = camera_num
+            logger.info("Opening camera %d, the IMX500 with the network", camera_num)
         manifest = model.bundle.manifest
         self.renderer = OverlayRenderer(manifest, self.translations,
                                         self.config.get("display.font_size_px"))

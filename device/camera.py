@@ -57,11 +57,16 @@ class StillCapture:
         image: Upright 8-bit RGB image.
         source: What produced it, for the record (``picamera2 still``, a file path, ...).
         fallback_note: Why a viewfinder frame replaced the still, or None for a real still.
+        metadata: The camera request metadata that goes with the still (an IMX500 sensor
+            puts its network output there), or None for replayed files.
+        metadata_note: Why ``metadata`` is not the still's own request, or None.
     """
 
     image: Image.Image
     source: str
     fallback_note: str | None = None
+    metadata: dict[str, Any] | None = None
+    metadata_note: str | None = None
 
 
 class Camera(Protocol):
@@ -243,6 +248,7 @@ class Picamera2Camera:
         self._preview_config: dict[str, Any] | None = None
         self._last_main: np.ndarray | None = None
         self._last_lores: np.ndarray | None = None
+        self._last_metadata: dict[str, Any] | None = None
         self._frame_overlay: np.ndarray | None = None
 
     def start(self, initial_overlay: np.ndarray | None = None) -> None:
@@ -353,8 +359,8 @@ class Picamera2Camera:
         """
         picam2 = self._require()
         try:
-            (main, lores), _metadata = picam2.capture_arrays(["main", "lores"],
-                                                             wait=self.frame_timeout_s)
+            (main, lores), metadata = picam2.capture_arrays(["main", "lores"],
+                                                            wait=self.frame_timeout_s)
         except TimeoutError as e:
             picam2.cancel_all_and_flush()
             raise CameraError(f"no viewfinder frame within {self.frame_timeout_s:g} s; check "
@@ -362,6 +368,7 @@ class Picamera2Camera:
         assert self.mapping is not None  # noqa: S101 - set by start()
         self._last_main = self.mapping.to_rgb(main)
         self._last_lores = lores
+        self._last_metadata = metadata
         return self._last_main
 
     def lores_frame(self) -> np.ndarray:
@@ -383,12 +390,19 @@ class Picamera2Camera:
         if self._still_config is not None and picam2.encoders:
             return self._fallback("an encoder is running, so the camera mode was not switched "
                                   "for a still")
+        metadata_note = None
         try:
             if self._still_config is None:
-                job = picam2.capture_array("main", wait=False)
+                job = picam2.capture_arrays(["main"], wait=False)
+                (array,), metadata = job.get_result(timeout=timeout_s)
             else:
                 job = picam2.switch_mode_and_capture_array(self._still_config, "main", wait=False)
-            array = job.get_result(timeout=timeout_s)
+                array = job.get_result(timeout=timeout_s)
+                # NOTE: switch_mode_and_capture_array returns no metadata, so an IMX500
+                # result comes from the viewfinder frame shown when the capture started.
+                metadata = self._last_metadata
+                metadata_note = ("the camera metadata is that of the viewfinder frame before "
+                                 "the still, because the still needed a mode switch")
         except TimeoutError:
             # NOTE: cancel_all_and_flush() drops the pending job; picamera2 documents that
             # the camera may then be left in an indeterminate mode.
@@ -398,7 +412,8 @@ class Picamera2Camera:
             return self._fallback(f"still capture timed out after {timeout_s:g} s")
 
         image = Image.fromarray(self.mapping.to_rgb(array))
-        return StillCapture(image, f"picamera2 still {image.width}x{image.height}")
+        return StillCapture(image, f"picamera2 still {image.width}x{image.height}",
+                            metadata=metadata, metadata_note=metadata_note)
 
     def _restore_preview_mode(self) -> None:
         """Configure the preview mode again after an abandoned mode switch."""
@@ -421,7 +436,7 @@ class Picamera2Camera:
         note = f"{reason}; the record holds the latest viewfinder frame ({width}x{height}) instead"
         logger.warning("Still capture fallback: %s", note)
         return StillCapture(Image.fromarray(self._last_main.copy()), "picamera2 viewfinder frame",
-                            note)
+                            note, metadata=self._last_metadata)
 
     def set_overlay(self, overlay: np.ndarray | None) -> None:
         """Pass an RGBA overlay to ``Picamera2.set_overlay``; its exceptions propagate."""

@@ -83,8 +83,11 @@ class CaptureTaker:
         self.status.clear(Condition.CAPTURE_FAILED)
 
         notes = [note for note in (still.fallback_note, self.backend_note) if note]
+        if still.metadata_note is not None and self.screening.uses_metadata:
+            notes.append(still.metadata_note)
         result = self.screening.screen(still.image, source=still.source, capture_id=capture_id,
-                                       fallback_note="; ".join(notes) or None)
+                                       fallback_note="; ".join(notes) or None,
+                                       metadata=still.metadata)
         shown = ShownResult(capture_id, result.prediction,
                             still_fallback=still.fallback_note is not None)
         if result.prediction is None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +31,10 @@ class Prediction:
     positive: bool
     label: str
     inference_ms: float
+    backend: str | None = None
+    """The back-end that computed ``probability`` (``CPU``, ``Edge TPU``, ``IMX500``), or
+    None for the classifier's own; an accelerator's classifier sets it when the CPU model
+    stood in for one input."""
 
 
 class Classifier:
@@ -78,8 +83,13 @@ class Classifier:
         index = 0 if spec.output_kind == "sigmoid" else spec.positive_index
         return float(np.clip(values.reshape(-1)[index], 0.0, 1.0))
 
-    def classify(self, model_input: np.ndarray) -> Prediction:
-        """Classify one model input and apply the bundle's operating point."""
+    def classify(self, model_input: np.ndarray,
+                 metadata: Mapping[str, Any] | None = None) -> Prediction:
+        """Classify one model input and apply the bundle's operating point.
+
+        ``metadata`` (a camera frame's request metadata) is accepted so that every
+        back-end has the same call; the interpreter reads only the pixels.
+        """
         probability, elapsed_ms = self.probability(model_input)
         manifest = self.bundle.manifest
         positive = probability >= manifest.decision.threshold

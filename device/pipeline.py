@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image
 
 from cadr_device import __version__
+from cadr_device.accel.status import backend_id
 from cadr_device.annotate import DEMONSTRATION as DEMONSTRATION_NOTICE
 from cadr_device.annotate import NOT_A_DIAGNOSIS, annotate
 from cadr_device.bundle import Bundle
@@ -105,9 +106,14 @@ class Screening:
         """The bundle's ``name@version``, as logs and records cite it."""
         return self.bundle.manifest.model_id
 
+    @property
+    def uses_metadata(self) -> bool:
+        """Whether the classifier reads camera request metadata (the IMX500 back-end)."""
+        return backend_id(self.backend) == "imx500"
+
     def screen(self, image: Image.Image, *, source: str, capture_id: str | None = None,
                still_jpeg: bytes | None = None, fallback_note: str | None = None,
-               ) -> CaptureResult:
+               metadata: dict[str, Any] | None = None) -> CaptureResult:
         """Classify one upright RGB still, annotate it and record it durably.
 
         Args:
@@ -119,6 +125,8 @@ class Screening:
                 JPEG encoded from ``image``.
             fallback_note: Why a fallback was used (for example, the accelerator was
                 missing and the CPU ran the model), stored in the record.
+            metadata: The still's camera request metadata, passed to the classifier
+                (the IMX500 back-end reads the sensor's output from it), or None.
 
         Returns:
             The result. A bad still or a full disk does not raise: ``error`` says what
@@ -137,14 +145,24 @@ class Screening:
                 return self._record_failure(capture_id, captured_at, source,
                                             f"classification failed: {e}")
             try:
-                prediction = self.classifier.classify(pixels)
+                if metadata is None:
+                    prediction = self.classifier.classify(pixels)
+                else:
+                    prediction = self.classifier.classify(pixels, metadata)
             except (ValueError, RuntimeError) as e:
                 # The interpreter failed; the record keeps the input it was given.
                 return self._record_failure(capture_id, captured_at, source,
                                             f"classification failed: {e}", pixels)
-            logger.info("Capture %s: %s p=%.3f threshold %.3f in %.1f ms (model %s)",
+            used_backend = prediction.backend or self.backend
+            logger.info("Capture %s: %s p=%.3f threshold %.3f in %.1f ms on %s (model %s)",
                         capture_id, prediction.label, prediction.probability,
-                        prediction.threshold, prediction.inference_ms, self.model_id)
+                        prediction.threshold, prediction.inference_ms, used_backend,
+                        self.model_id)
+            if backend_id(used_backend) != backend_id(self.backend):
+                stand_in = (f"{self.backend} gave no result for this capture, so the "
+                            f"{used_backend} model classified the crop")
+                fallback_note = stand_in if fallback_note is None else (
+                    f"{fallback_note}; {stand_in}")
 
             annotated = annotate(image, prediction, self.bundle.manifest, self.translator)
             if still_jpeg is None:
@@ -214,10 +232,12 @@ class Screening:
                       "sha256": self.bundle.model_sha256, "file": manifest.model.file},
             "demonstration_only": manifest.demonstration_only,
             "runtime": self.classifier.runtime.label,
-            "backend": self.backend,
+            "backend": backend_id(self.backend if prediction is None or prediction.backend is None
+                                  else prediction.backend),
             "fallback_note": fallback_note,
             "probability": None if prediction is None else round(prediction.probability, 6),
-            "threshold": manifest.decision.threshold,
+            "threshold": (manifest.decision.threshold if prediction is None
+                          else prediction.threshold),
             "target_sensitivity": manifest.decision.target_sensitivity,
             "label": None if prediction is None else prediction.label,
             "positive": None if prediction is None else prediction.positive,

@@ -42,7 +42,8 @@ def fake_module(name: str) -> Iterator[Any]:
     finally:
         if reset is not None:
             reset()
-        sys.modules.pop(name, None)
+        for loaded in [key for key in sys.modules if key == name or key.startswith(f"{name}.")]:
+            sys.modules.pop(loaded, None)
         if str(FAKES) in sys.path:
             sys.path.remove(str(FAKES))
 

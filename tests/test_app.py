@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
+from accel_support import install_fake_packager, with_accelerators
 from camera_support import (
     FAKES,
     GUIDE_RGB,
@@ -34,6 +35,8 @@ from camera_support import (
     write_config,
     write_scenes,
 )
+from device_bundle import build_bundle
+from fakes import fake_imx500
 from PIL import Image
 
 from cadr_device import bundle_location
@@ -109,7 +112,7 @@ def test_replay_renders_overlay_pngs(tmp_path: Path, tiny_bundle: Any) -> None:
         record = json.loads(record_path.read_text(encoding="utf-8"))
         assert record["status"] == "ok"
         assert record["source"].startswith("scene_0")
-        assert record["backend"] == "CPU"
+        assert record["backend"] == "cpu"
 
 
 def test_rendered_guide_is_model_crop(tmp_path: Path, tiny_bundle: Any) -> None:
@@ -342,6 +345,65 @@ def test_camera_capture_recorded(tmp_path: Path, tiny_bundle: Any, picamera2: An
                               records[0]["model_input"]["height"])
     preview = picamera2.settings.instances[-1]
     assert preview.closed
+
+
+@pytest.fixture(scope="module")
+def demonstration_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A bundle signed with the demonstration key, as the IMX500 bundles are."""
+    return build_bundle(tmp_path_factory.mktemp("demonstration") / "bundle")
+
+
+@pytest.fixture
+def imx500_camera(tmp_path: Path, tiny_bundle: Any, demonstration_bundle: Path,
+                  picamera2: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    """Camera settings for a bundle with an IMX500 network, the fake packager and sensor."""
+    bundle = with_accelerators(demonstration_bundle, tmp_path / "imx500-bundle", imx500=True,
+                               imx500_threshold=0.6)
+    install_fake_packager(tmp_path / "bin")
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_PACKAGER_LOG", str(tmp_path / "packager.log"))
+    monkeypatch.setenv("CADR_STATE_DIR", str(tmp_path / "accel"))
+    fake_imx500.reset()
+    fake_imx500.settings.camera_num = 1
+    # The bundle is signed with the demonstration key, so the shipped keys verify it.
+    yield camera_sections(tmp_path, tiny_bundle, model={
+        "bundle": str(bundle.path), "keys": str(tmp_path / "no-keys"), "backend": "imx500"})
+    fake_imx500.reset()
+
+
+def test_imx500_sensor_result_recorded(tmp_path: Path, picamera2: Any,
+                                       imx500_camera: dict[str, Any]) -> None:
+    picamera2.settings.sensor_metadata = fake_imx500.frame_metadata(0.83)
+
+    app = run_app(tmp_path, imx500_camera, max_frames=3, triggers=["button"])
+
+    assert app.model is not None
+    assert app.model.backend_name == "IMX500"
+    assert picamera2.settings.instances[-1].camera_num == 1
+    records = [json.loads(p.read_text()) for p in record_files(tmp_path / "records")]
+    assert len(records) == 1
+    record = records[0]
+    assert record["status"] == "ok"
+    assert record["backend"] == "imx500"
+    assert record["probability"] == pytest.approx(0.83, abs=1e-6)
+    assert record["threshold"] == pytest.approx(0.6)
+    assert record["positive"] is True
+    assert record["fallback_note"] is None
+    assert record["model_input"]["file"] == "model_input.png"
+
+
+def test_imx500_without_output_records_cpu(tmp_path: Path, picamera2: Any,
+                                           imx500_camera: dict[str, Any]) -> None:
+    picamera2.settings.sensor_metadata = {}
+
+    run_app(tmp_path, imx500_camera, max_frames=3, triggers=["button"])
+
+    records = [json.loads(p.read_text()) for p in record_files(tmp_path / "records")]
+    assert len(records) == 1
+    record = records[0]
+    assert record["status"] == "ok"
+    assert record["backend"] == "cpu"
+    assert "IMX500 gave no result for this capture" in record["fallback_note"]
 
 
 # Call 1 is the initial overlay set before picam2.start(); call 2 is the frame loop's first.

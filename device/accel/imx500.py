@@ -24,13 +24,13 @@ import logging
 import shutil
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from cadr_device.accel.status import AcceleratorUnavailable
+from cadr_device.accel.status import CPU, IMX500, AcceleratorUnavailable
 from cadr_device.bundle import Bundle, sha256_file
 from cadr_device.classifier import Classifier, Prediction
 from cadr_device.errors import CadrError
@@ -169,17 +169,23 @@ class Imx500Classifier:
 
     def classify(self, model_input: np.ndarray,
                  metadata: dict[str, Any] | None = None) -> Prediction:
-        """Classify one frame at the sensor's operating point, or with the CPU model."""
+        """Classify one frame at the sensor's operating point, or with the CPU model.
+
+        The prediction's ``backend`` is ``IMX500`` when the sensor's output for the frame
+        of ``metadata`` was used, and ``CPU`` when the CPU model classified ``model_input``
+        because the metadata was missing or carried no output tensor.
+        """
         result = self.sensor_probability(metadata) if metadata is not None else None
         if result is None:
             self._note_missing_output(metadata is None)
-            return self.cpu.classify(model_input)
+            return replace(self.cpu.classify(model_input), backend=CPU)
 
         probability, elapsed_ms = result
         manifest = self.bundle.manifest
         positive = probability >= self.sensor_threshold
         label = manifest.positive_label if positive else manifest.negative_label
-        return Prediction(probability, self.sensor_threshold, positive, label, elapsed_ms)
+        return Prediction(probability, self.sensor_threshold, positive, label, elapsed_ms,
+                          backend=IMX500)
 
     def _note_missing_output(self, no_metadata: bool) -> None:
         self.missing_outputs += 1

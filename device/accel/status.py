@@ -4,10 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-#: Back-end names shown on screen and stored in records.
+#: Back-end names shown on screen; records store the ids of :data:`BACKEND_IDS`.
 CPU = "CPU"
 EDGE_TPU = "Edge TPU"
 IMX500 = "IMX500"
+
+#: Back-end name to the id stored in records and accepted by ``model.backend``.
+BACKEND_IDS = {CPU: "cpu", EDGE_TPU: "edgetpu", IMX500: "imx500"}
+
+
+def backend_id(name: str) -> str:
+    """Return the record id of a back-end name: ``CPU`` → ``cpu``, ``Edge TPU`` → ``edgetpu``."""
+    return BACKEND_IDS.get(name, name.lower())
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,9 @@ class FakeSettings:
     failing_previews: set[str] = field(default_factory=set)
     overlay_calls: int = 0
     instances: list[Picamera2] = field(default_factory=list)
+    sensor_metadata: dict[str, Any] = field(default_factory=dict)
+    """Keys an IMX500 adds to every request's metadata (``CnnOutputTensor``, ``CnnKpiInfo``);
+    build them with ``fake_imx500.frame_metadata``."""
 
 
 settings = FakeSettings()
@@ -175,7 +178,8 @@ class CompletedRequest:
         return self.make_array(name).reshape(-1)
 
     def get_metadata(self) -> dict[str, Any]:
-        return {"SensorTimestamp": 0, "ExposureTime": 10000, "AnalogueGain": 1.0}
+        return {"SensorTimestamp": 0, "ExposureTime": 10000, "AnalogueGain": 1.0,
+                **settings.sensor_metadata}
 
 
 class MappedArray:
