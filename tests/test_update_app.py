@@ -12,6 +12,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -302,7 +303,8 @@ def test_pack_app_cli_writes_manifest(workspace: UpdateWorkspace,
                                       app_wheels: AppWheels) -> None:
     out = workspace.work / "cli"
     result = subprocess.run(
-        ["cadr-package", "pack-app", str(app_wheels.wheelhouses["1.1.0"]), "--key",
+        [sys.executable, "-m", "cadr_convert.package_cli", "pack-app",
+         str(app_wheels.wheelhouses["1.1.0"]), "--key",
          str(workspace.key_path), "--out", str(out)],
         capture_output=True, text=True, timeout=120, check=False)
 
