@@ -118,7 +118,8 @@ def _wheelhouse_files(wheelhouse: Path) -> list[Path]:
     files = []
     for path in sorted(wheelhouse.iterdir()):
         if path.is_symlink() or not path.is_file():
-            raise SigningError(f"{path}: a wheelhouse holds regular files only; remove it")
+            raise SigningError(f"{path}: not a regular file; a wheelhouse must contain only "
+                               "wheels and their pin files, so remove it")
         files.append(path)
     return files
 

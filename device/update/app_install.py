@@ -71,7 +71,7 @@ def venv_python(app_dir: Path) -> Path:
 
 
 def is_complete(app_dir: Path) -> bool:
-    """Return whether an app install directory holds a venv that passed its self-check."""
+    """Return whether an app install directory contains a venv that passed its self-check."""
     return (app_dir / COMPLETE_MARK).is_file() and venv_python(app_dir).exists()
 
 
@@ -229,8 +229,8 @@ class AppInstaller:
     @staticmethod
     def _run(argv: list[str], cwd: Path, timeout_s: float, step: str,
              error: type[AppBuildError] | type[SelfTestFailedError]) -> None:
-        # cwd is the app directory, so python -m never imports modules from the caller's
-        # working directory.
+        # python -m puts the working directory first on sys.path, so it is the app directory
+        # rather than wherever cadr-update was started.
         logger.info("App install step %s: %s", step, " ".join(argv))
         try:
             result = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, check=False,

@@ -7,7 +7,7 @@ updater down. Exit code 0 means passed; otherwise the code of the error class
 (3 bundle invalid, 5 no runtime, 6 self-test mismatch).
 
 After an app update the installer runs it with the new virtual environment's Python and
-``--app-version``: it then also checks that this interpreter imports that version of the
+``--app-version``. It then also checks that this interpreter imports that version of the
 app and its command-line modules, and that a runtime loads (exit 7 otherwise). Without a
 bundle argument it checks only that.
 """
