@@ -14,9 +14,13 @@ import resource
 import subprocess
 import sys
 import tarfile
+import zipfile
 from pathlib import Path
 
 import pytest
+import yaml
+from accel_support import install_fake_packager
+from device_bundle import INPUT_SIZE
 from update_support import (
     DEMO_PRIVATE_KEY,
     SMALL_LIMITS,
@@ -35,6 +39,7 @@ from update_support import (
     write_members,
 )
 
+from cadr_convert.package import pack_bundle, resign_bundle
 from cadr_convert.signing import generate_keypair, load_private_key
 from cadr_device.signing import key_id
 from cadr_device.update.config import ServiceSettings
@@ -494,3 +499,74 @@ def test_full_disk_during_extraction(workspace: UpdateWorkspace) -> None:
     assert "free space" in result.stderr
     assert snapshot(workspace.root) == before
     assert audit_records(workspace.root)[-1]["reason"] == "store_error"
+
+
+# IMX500 network packaging -------------------------------------------------------------------
+
+
+def _imx500_package(workspace: UpdateWorkspace, version: str) -> Path:
+    """Return a signed package whose bundle has an IMX500 network entry."""
+    bundle = workspace.bundle(version)
+    (bundle / "imx500").mkdir()
+    with zipfile.ZipFile(bundle / "imx500" / "packerOut.zip", "w") as packer:
+        packer.writestr("dnnParams.xml", "<dnnParams/>")
+    manifest_path = bundle / "manifest.yaml"
+    fields = yaml.safe_load(manifest_path.read_text(encoding="utf-8"))
+    fields["accelerators"] = {"imx500": {
+        "file": "imx500/packerOut.zip",
+        "input": {"width": INPUT_SIZE, "height": INPUT_SIZE, "color_order": "RGB"},
+        "output": {"positive_index": 0},
+        "decision": {"threshold": 0.6, "target_sensitivity": 0.9},
+    }}
+    manifest_path.write_text(yaml.safe_dump(fields, sort_keys=False), encoding="utf-8")
+    resign_bundle(bundle, workspace.key)
+    return pack_bundle(bundle, workspace.key, workspace.work / "packages" / f"imx500-{version}")
+
+
+def test_install_packages_imx500_network(workspace: UpdateWorkspace, tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    install_fake_packager(tmp_path / "bin")
+    calls = tmp_path / "packager.log"
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:/usr/bin:/bin")
+    monkeypatch.setenv("FAKE_PACKAGER_LOG", str(calls))
+    monkeypatch.delenv("CADR_STATE_DIR", raising=False)
+
+    installed = workspace.updater().install(_imx500_package(workspace, "1.1.0"))
+
+    assert installed == "tiny-test-1.1.0"
+    networks = list((workspace.root / "accel" / "imx500").glob("*/network.rpk"))
+    assert len(networks) == 1
+    assert len(calls.read_text().splitlines()) == 1
+    assert "packerOut.zip" in calls.read_text()
+    last = audit_records(workspace.root)[-1]
+    assert last["outcome"] == "installed"
+    assert last["accelerators"] == {"imx500": {"packaged": True, "backend": "imx500",
+                                               "network": str(networks[0])}}
+
+
+def test_install_without_packager_keeps_cpu(workspace: UpdateWorkspace, tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    empty_bin = tmp_path / "empty-bin"
+    empty_bin.mkdir()
+    monkeypatch.setenv("PATH", str(empty_bin))
+
+    installed = workspace.updater(accel_state_dir=tmp_path / "accel").install(
+        _imx500_package(workspace, "1.1.0"))
+
+    assert installed == "tiny-test-1.1.0"
+    assert snapshot(workspace.root)["links"]["current"] == "tiny-test-1.1.0"
+    assert not list((tmp_path / "accel").glob("imx500/*/network.rpk"))
+    last = audit_records(workspace.root)[-1]
+    assert last["outcome"] == "installed"
+    entry = last["accelerators"]["imx500"]
+    assert entry["packaged"] is False
+    assert entry["backend"] == "cpu"
+    assert "the device keeps the CPU model" in entry["detail"]
+    assert "imx500-package not found" in entry["detail"]
+
+
+def test_install_without_imx500_entry_skips_packaging(workspace: UpdateWorkspace) -> None:
+    workspace.updater().install(workspace.package("1.1.0"))
+
+    assert "accelerators" not in audit_records(workspace.root)[-1]
+    assert not (workspace.root / "accel").exists()

@@ -63,3 +63,6 @@ class UpdateConfig:
     """Time limit for the offline ``pip install`` of an app install, in seconds."""
     limits: PackageLimits = field(default_factory=PackageLimits)
     service: ServiceSettings = field(default_factory=ServiceSettings)
+    accel_state_dir: Path | None = None
+    """Cache of packaged accelerator networks that the camera app reads; None means
+    ``$CADR_STATE_DIR``, else ``ROOT/accel`` (``/var/lib/cadr/accel`` on a device)."""

@@ -8,7 +8,10 @@ Install steps:
 4. Extract into a staging directory, verify the bundle with
    :func:`cadr_device.bundle.load_bundle` and move it to ``bundles/NAME-VERSION``.
 5. Run the golden self-test in a subprocess with the app's runtime.
-6. Switch ``current``, restart the device service and wait until it is ready, or switch
+6. Package the bundle's IMX500 network with ``imx500-package`` when the bundle has one.
+   A missing or failing packager does not stop the install: the audit record says that
+   the device keeps the CPU model and why.
+7. Switch ``current``, restart the device service and wait until it is ready, or switch
    back on failure.
 
 An app package replaces steps 3 to 5 with :class:`~cadr_device.update.app_install.AppInstaller`
@@ -32,6 +35,9 @@ from pathlib import Path
 from typing import Any
 
 import cadr_device
+from cadr_device.accel import imx500
+from cadr_device.accel.select import STATE_DIR_VARIABLE
+from cadr_device.accel.status import AcceleratorUnavailable
 from cadr_device.bundle import load_bundle
 from cadr_device.errors import BundleError
 from cadr_device.signing import Keyring, default_key_dir
@@ -169,6 +175,9 @@ class Updater:
             else:
                 self._check_compatible(package_path, manifest.min_app_version)
                 bundle_id = self._stage_and_test(verified)
+                accelerators = self._package_accelerators(bundle_id)
+                if accelerators:
+                    record["accelerators"] = accelerators
             self._switch_and_confirm(verified, bundle_id, store)
         except UpdateError as e:
             if "version" not in record:
@@ -288,6 +297,41 @@ class Updater:
             raise SelfTestFailedError(f"{bundle_dir}: self-test failed with exit code "
                                       f"{result.returncode}: {tail}")
         logger.info("Self-test passed for %s", bundle_dir.name)
+
+    @property
+    def accel_state_dir(self) -> Path:
+        """The packaged-network cache the camera app reads (see ``UpdateConfig``)."""
+        if self.config.accel_state_dir is not None:
+            return self.config.accel_state_dir
+        configured = os.environ.get(STATE_DIR_VARIABLE)
+        return Path(configured) if configured else self.config.root / "accel"
+
+    def _package_accelerators(self, bundle_id: str) -> dict[str, Any]:
+        """Package the installed bundle's IMX500 network; return the audit entries.
+
+        A missing or failing ``imx500-package`` does not raise: the camera app then runs
+        the CPU model, and the returned entry says so and why.
+        """
+        bundle = load_bundle(self.store.bundles / bundle_id, self.keyring)
+        entry = bundle.manifest.accelerators.get("imx500")
+        if not isinstance(entry, dict) or not entry.get("file"):
+            return {}
+
+        cache_dir = self.accel_state_dir
+        try:
+            packer = bundle.file(str(entry["file"]))
+            cache_dir.mkdir(parents=True, exist_ok=True)
+            network = imx500.package_network(packer, cache_dir)
+            _match_owner(network, cache_dir)
+        except (AcceleratorUnavailable, BundleError, OSError) as e:
+            reason = str(e)
+            logger.warning("Bundle %s: IMX500 network not packaged, so the device keeps the "
+                           "CPU model: %s", bundle_id, reason)
+            return {"imx500": {"packaged": False, "backend": "cpu",
+                               "detail": f"the device keeps the CPU model: {reason}"}}
+
+        logger.info("Bundle %s: IMX500 network packaged into %s", bundle_id, network)
+        return {"imx500": {"packaged": True, "backend": "imx500", "network": str(network)}}
 
     def _undo_staging(self, staging: Path, entry: JournalEntry, placed: bool) -> None:
         """Delete what an unfinished staging step wrote; the running bundle is untouched."""
@@ -576,3 +620,16 @@ class Updater:
                                                        "target": entry.target},
             "last_attempt": records[-1] if records else None,
         }
+
+
+def _match_owner(network: Path, cache_dir: Path) -> None:
+    """Give the packaged network and its folders the cache folder's owner, when run as root.
+
+    ``cadr-update`` runs as root but the camera app, which owns the cache, may not, and it
+    must still be able to package networks of later bundles next to this one.
+    """
+    if os.geteuid() != 0:
+        return
+    owner = cache_dir.stat()
+    for path in (network.parent.parent, network.parent, network):
+        os.chown(path, owner.st_uid, owner.st_gid)
