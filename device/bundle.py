@@ -36,10 +36,12 @@ class Bundle:
 
     @property
     def model_path(self) -> Path:
+        """The ``.tflite`` model file inside the bundle."""
         return self.path / self.manifest.model.file
 
     @property
     def model_sha256(self) -> str:
+        """The model file's sha256 as listed in the manifest."""
         return self.manifest.files[self.manifest.model.file]
 
     def file(self, name: str) -> Path:
@@ -88,7 +90,8 @@ def read_manifest_text(manifest_path: Path) -> str:
             raise BundleError(manifest_path, f"manifest is larger than {MAX_MANIFEST_BYTES} bytes")
         return manifest_path.read_bytes().decode("utf-8")
     except FileNotFoundError as e:
-        raise BundleError(manifest_path, "manifest is missing; this is not a bundle directory") from e
+        raise BundleError(manifest_path,
+                          "manifest is missing; this is not a bundle directory") from e
     except UnicodeDecodeError as e:
         raise BundleError(manifest_path, "manifest is not UTF-8 text") from e
     except OSError as e:
@@ -105,7 +108,8 @@ def check_files(path: Path, manifest: Manifest) -> None:
     for name in sorted(listed):
         file_path = path / name
         if Path(name).is_absolute() or ".." in Path(name).parts:
-            raise BundleError(path / MANIFEST_NAME, f"file name {name!r} leaves the bundle", "files")
+            raise BundleError(path / MANIFEST_NAME, f"file name {name!r} leaves the bundle",
+                              "files")
         if file_path.is_symlink() or not file_path.is_file():
             raise BundleError(file_path, "listed in the manifest but missing or not a regular file")
         actual = sha256_file(file_path)

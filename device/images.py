@@ -115,7 +115,8 @@ def _wide_gray_to_rgb(image: Image.Image) -> Image.Image:
 def _check_dimensions(path: Path, width: int, height: int) -> None:
     """Reject images whose header declares a size no photograph has."""
     if width < MIN_SIDE or height < MIN_SIDE:
-        raise ImageError(path, f"image is {width}x{height} pixels, smaller than {MIN_SIDE} on a side")
+        raise ImageError(path,
+                         f"image is {width}x{height} pixels, smaller than {MIN_SIDE} on a side")
     if max(width, height) > MAX_SIDE or width * height > MAX_PIXELS:
         raise ImageError(
             path, f"image is {width}x{height} pixels, beyond the limit of {MAX_SIDE} on a side "

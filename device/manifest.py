@@ -100,6 +100,7 @@ class Manifest:
 
     @property
     def negative_label(self) -> str:
+        """The label that is not the positive one."""
         return next(label for label in self.labels if label != self.positive_label)
 
 
@@ -125,7 +126,8 @@ def parse_manifest(text: str, path: Path) -> Manifest:
         )
     unknown = sorted(set(data) - TOP_LEVEL_KEYS)
     if unknown:
-        raise BundleError(path, f"unknown key; allowed keys are {sorted(TOP_LEVEL_KEYS)}", unknown[0])
+        raise BundleError(path, f"unknown key; allowed keys are {sorted(TOP_LEVEL_KEYS)}",
+                          unknown[0])
 
     labels = reader.labels()
     positive = reader.string("positive_label")
@@ -204,7 +206,8 @@ def _decision(reader: _Reader) -> Decision:
     for name in ("threshold", "target_sensitivity", "sensitivity", "specificity"):
         value = getattr(decision, name)
         if not 0.0 <= value <= 1.0:
-            raise BundleError(reader.path, f"must be within [0, 1], got {value}", f"decision.{name}")
+            raise BundleError(reader.path, f"must be within [0, 1], got {value}",
+                              f"decision.{name}")
     return decision
 
 
@@ -253,7 +256,8 @@ class _Reader:
     def string(self, key: str) -> str:
         value = self.value(key)
         if not isinstance(value, str) or not value:
-            raise BundleError(self.path, f"must be a non-empty string, got {value!r}", self._field(key))
+            raise BundleError(self.path, f"must be a non-empty string, got {value!r}",
+                              self._field(key))
         return value
 
     def matching(self, key: str, pattern: re.Pattern[str], description: str) -> str:
@@ -291,7 +295,8 @@ class _Reader:
         value = self.value("labels")
         if (not isinstance(value, list) or len(value) != 2
                 or not all(isinstance(v, str) and v for v in value) or value[0] == value[1]):
-            raise BundleError(self.path, f"must be a list of two distinct label names, got {value!r}",
+            raise BundleError(self.path,
+                              f"must be a list of two distinct label names, got {value!r}",
                               self._field("labels"))
         return tuple(value)
 
@@ -300,7 +305,9 @@ class _Reader:
         if not files:
             raise BundleError(self.path, "must list every bundle file with its sha256", "files")
         for name, digest in files.items():
-            if not isinstance(name, str) or not isinstance(digest, str) or not _SHA256.match(digest):
-                raise BundleError(self.path, f"entry {name!r} must map to a lower-case sha256 hex digest",
+            if (not isinstance(name, str) or not isinstance(digest, str)
+                    or not _SHA256.match(digest)):
+                raise BundleError(self.path,
+                                  f"entry {name!r} must map to a lower-case sha256 hex digest",
                                   "files")
         return dict(files)

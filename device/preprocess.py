@@ -34,13 +34,16 @@ class CropBox:
 
     @property
     def width(self) -> int:
+        """Width of the box in pixels."""
         return self.right - self.left
 
     @property
     def height(self) -> int:
+        """Height of the box in pixels."""
         return self.bottom - self.top
 
     def as_tuple(self) -> tuple[int, int, int, int]:
+        """Return ``(left, top, right, bottom)``, the box order Pillow's ``crop`` takes."""
         return (self.left, self.top, self.right, self.bottom)
 
     def scaled(self, sx: float, sy: float) -> CropBox:

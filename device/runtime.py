@@ -35,6 +35,7 @@ class RuntimeInfo:
 
     @property
     def label(self) -> str:
+        """Distribution and version for logs and records, e.g. ``ai-edge-litert 2.3.0``."""
         return f"{self.distribution} {self.version}"
 
 
