@@ -9,7 +9,7 @@ Install steps:
    :func:`cadr_device.bundle.load_bundle` and move it to ``bundles/NAME-VERSION``.
 5. Run the golden self-test in a subprocess with the app's runtime.
 6. Package the bundle's IMX500 network with ``imx500-package`` when the bundle has one.
-   A missing or failing packager does not stop the install: the audit record says that
+   A missing or failing packager does not stop the install: the audit record states that
    the device keeps the CPU model and why.
 7. Switch ``current``, restart the device service and wait until it is ready, or switch
    back on failure.
@@ -310,7 +310,7 @@ class Updater:
         """Package the installed bundle's IMX500 network; return the audit entries.
 
         A missing or failing ``imx500-package`` does not raise: the camera app then runs
-        the CPU model, and the returned entry says so and why.
+        the CPU model, and the returned entry records that and the reason.
         """
         bundle = load_bundle(self.store.bundles / bundle_id, self.keyring)
         entry = bundle.manifest.accelerators.get("imx500")
