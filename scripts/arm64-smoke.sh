@@ -214,6 +214,9 @@ main() {
     mkdir -p "$ROOT$GUEST_WORK" "$HOST_WORK"
     logged images "$HOST_PYTHON" "$HELPER" images "$HOST_WORK/images"
     cp -r "$HOST_WORK/images" "$ROOT$GUEST_WORK/images"
+    # Both sides use one snapshot, so a bundle rebuilt during the run cannot split them.
+    cp -r "$BUNDLE" "$HOST_WORK/bundle"
+    BUNDLE=$HOST_WORK/bundle
     cp -r "$BUNDLE" "$ROOT$GUEST_WORK/bundle"
     cp "$HELPER" "$ROOT$GUEST_WORK/"
 
