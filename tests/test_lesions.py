@@ -18,6 +18,15 @@ from cadr_convert.lesions.generator import LABELS, generate_jpeg, image_rng, ren
 # Images per class for the statistical checks: enough that every pattern appears often.
 SAMPLE = 40
 
+# Images per class, side in pixels and seed of the brightness comparison.
+BRIGHTNESS_SAMPLE = 300
+BRIGHTNESS_SIDE = 48
+BRIGHTNESS_SEED = 12
+
+# Largest allowed difference of mean Rec. 601 luma (0..1) between the classes, about 5 of
+# 255 levels. Before auto-exposure metering the severe class was about 0.05 darker.
+MAX_LUMA_DIFFERENCE = 0.02
+
 
 @pytest.fixture(scope="module")
 def rendered() -> dict[str, list[generator.RenderedImage]]:
@@ -150,6 +159,34 @@ def test_pixel_colour_classes_differ(rendered: dict[str, list[generator.Rendered
     # Saturated red (erythema, erosions) is common to both: colour alone must not decide.
     assert mean("non_severe", "raw_red") > 0.01
     assert mean("severe", "raw_red") > 0.01
+
+
+def test_classes_match_in_brightness() -> None:
+    """Overall brightness must not separate the classes, within each skin type and overall."""
+    luma: dict[str, dict[int, list[float]]] = {label: {} for label in LABELS}
+    for label in LABELS:
+        for i in range(BRIGHTNESS_SAMPLE):
+            image = render(image_rng(BRIGHTNESS_SEED, label, i), label, BRIGHTNESS_SIDE)
+            value = float((image.rgb @ np.array([0.299, 0.587, 0.114])).mean())
+            luma[label].setdefault(image.fitzpatrick, []).append(value)
+
+    # Compare within each skin type, so that the random mix of skin types in a sample
+    # of a few hundred does not hide or fake a difference.
+    assert set(luma["severe"]) == set(luma["non_severe"]) == {1, 2, 3, 4, 5, 6}
+    per_type = [np.mean(luma["severe"][t]) - np.mean(luma["non_severe"][t]) for t in range(1, 7)]
+    assert abs(float(np.mean(per_type))) < MAX_LUMA_DIFFERENCE, per_type
+
+    overall = {label: np.mean([v for values in luma[label].values() for v in values])
+               for label in LABELS}
+    difference = float(overall["severe"] - overall["non_severe"])
+    assert abs(difference) < 1.5 * MAX_LUMA_DIFFERENCE, overall
+
+
+def test_hyperpigmentation_only_in_non_severe(
+        rendered: dict[str, list[generator.RenderedImage]]) -> None:
+    # The dark confounder of the non-severe class never appears in the severe class.
+    assert _coverage(rendered["severe"], "hyperpigmentation").max() == 0.0
+    assert (_coverage(rendered["non_severe"], "hyperpigmentation") > 0.0).mean() > 0.15
 
 
 def test_image_statistics_realistic(rendered: dict[str, list[generator.RenderedImage]]) -> None:

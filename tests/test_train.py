@@ -113,6 +113,16 @@ def test_cli_rejects_bad_labels(tmp_path: Path) -> None:
     assert "NEGATIVE,POSITIVE" in result.stderr
 
 
+def test_cli_rejects_label_smoothing_one(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "cadr_convert.train.cli", "--data", str(tmp_path),
+         "--out", str(tmp_path / "m.keras"), "--label-smoothing", "1.0"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert result.returncode == 2
+    assert "label smoothing must be in [0, 1)" in result.stderr
+
+
 @pytest.mark.slow
 def test_short_run_converts(tmp_path: Path) -> None:
     train_dir = _write_set(tmp_path / "train", count=48, seed=21)
@@ -136,6 +146,7 @@ def test_short_run_converts(tmp_path: Path) -> None:
     assert sidecar["input_size"] == [48, 48]
     assert sidecar["crop_fraction"] == 1.0
     assert sidecar["seed"] == 5
+    assert sidecar["label_smoothing"] == pytest.approx(0.1)
     assert sidecar["epochs_run"] >= 1
     assert sidecar["val_auc"] > 0.8, sidecar["val_auc_history"]
 

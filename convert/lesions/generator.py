@@ -36,6 +36,18 @@ ROTATION_MARGIN = 1.45
 #: Range of the lesion size multiplier (camera distance).
 SCALE_RANGE = (0.7, 1.5)
 
+#: Share of the lesions' darkening (in log luma) that auto-exposure takes back. A camera
+#: metering the whole frame exposes a frame with large dark lesions longer, so severe
+#: drawings are not darker overall than non-severe ones on the same skin.
+METERING_STRENGTH = 0.9
+
+#: Limits of the auto-exposure gain.
+METERING_GAIN = (0.8, 1.5)
+
+#: Auto-exposure never raises the 99th percentile of the brightest channel above this
+#: level (0..1), as a camera protects highlights from clipping.
+METERING_HIGHLIGHT = 0.9
+
 INDEX_NAME = "lesions.csv"
 
 
@@ -79,12 +91,14 @@ def render(rng: np.random.Generator, label: str, size: int = DEFAULT_SIZE,
     scale = float(rng.uniform(*SCALE_RANGE)) * size / DEFAULT_SIZE
     skin_params = skin.choose_skin(rng, scale)
     canvas = patterns.Canvas(skin.render_skin(rng, canvas_size, skin_params), scale)
+    bare_luma = _mean_luma(canvas.rgb)
 
     names = patterns.choose_patterns(rng, label)
     table = patterns.NON_SEVERE_PATTERNS if label == "non_severe" else patterns.SEVERE_PATTERNS
     for name in names:
         table[name](canvas, rng)
     patterns.shade_relief(canvas, light_angle=float(rng.uniform(0.0, 2.0 * np.pi)))
+    canvas.rgb *= _metering_gain(canvas.rgb, bare_luma)
     canvas.rgb *= skin.illumination(rng, canvas_size)[..., None]
 
     settings = camera.choose_camera(rng)
@@ -97,6 +111,20 @@ def render(rng: np.random.Generator, label: str, size: int = DEFAULT_SIZE,
     rgb = camera.apply_sensor(rng, rgb, settings)
     return RenderedImage(rgb, features, skin_params.fitzpatrick, tuple(names),
                          settings.jpeg_quality)
+
+
+def _mean_luma(rgb: np.ndarray) -> float:
+    """Return the mean Rec. 601 luma of a float sRGB image."""
+    return float((rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)).mean())
+
+
+def _metering_gain(rgb: np.ndarray, bare_luma: float) -> float:
+    """Return the auto-exposure gain that takes back most of the lesions' change of luma."""
+    gain = (bare_luma / max(_mean_luma(rgb), 1e-6)) ** METERING_STRENGTH
+    highlight = float(np.percentile(rgb.max(axis=-1), 99.0))
+    if gain > 1.0:
+        gain = min(gain, max(1.0, METERING_HIGHLIGHT / max(highlight, 1e-6)))
+    return float(np.clip(gain, *METERING_GAIN))
 
 
 def generate_jpeg(seed: int, label: str, index: int, size: int = DEFAULT_SIZE) -> bytes:

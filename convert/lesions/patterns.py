@@ -1,9 +1,10 @@
 """Schematic lesion patterns of the two classes, drawn onto a skin canvas.
 
-Non-severe patterns: morbilliform exanthem, typical targets of erythema multiforme and
-urticarial wheals. Severe (SJS/TEN) patterns: confluent dusky erythema, flat atypical
-targets, purpuric macules, flaccid blisters, erosions edged by wrinkled grey-white
-detaching epidermis, and haemorrhagic crusts. ``docs/lesion-generator.md`` lists the
+Non-severe patterns: morbilliform exanthem, typical targets of erythema multiforme,
+urticarial wheals and, as a dark confounder, post-inflammatory hyperpigmentation.
+Severe (SJS/TEN) patterns: confluent dusky erythema, flat atypical targets, purpuric
+macules, flaccid blisters, erosions edged by wrinkled grey-white detaching epidermis, and
+haemorrhagic crusts. ``docs/lesion-generator.md`` lists the
 visual features of each. These are simplified drawings of textbook descriptions, not
 clinical images, and no real patient photograph was used to make them.
 
@@ -32,6 +33,8 @@ DEEP_RED = (0.86, 0.42, 0.48)
 DUSKY = (0.66, 0.44, 0.58)
 DUSKY_DEEP = (0.48, 0.28, 0.42)
 PURPURA = (0.66, 0.36, 0.50)
+# Brown-grey: melanin left in the skin after inflammation; less blue than red, unlike dusky.
+HYPERPIGMENTATION = (0.70, 0.58, 0.50)
 
 # Colours blend over the skin (sRGB, 0..1).
 BLISTER_FLUID = (0.90, 0.85, 0.72)
@@ -42,7 +45,7 @@ WHEAL_PALLOR = (1.0, 0.93, 0.92)
 
 #: Feature layers recorded for every image, for tests and documentation.
 FEATURES = ("erythema", "target_centre", "dusky", "blister", "erosion", "detached_epidermis",
-            "crust", "wheal")
+            "crust", "wheal", "hyperpigmentation")
 
 
 class Canvas:
@@ -109,12 +112,28 @@ def shade_relief(canvas: Canvas, light_angle: float) -> None:
 
 # Non-severe patterns.
 
+#: Chance that a morbilliform rash is confluent, a dark red sheet rather than patches.
+CONFLUENT_RASH_PROBABILITY = 0.25
+
+#: Chance that a non-severe image also shows post-inflammatory hyperpigmentation.
+HYPERPIGMENTATION_PROBABILITY = 0.35
+
+#: Chance that a severe image is an early, sparse presentation: a few atypical targets or
+#: purpuric macules on otherwise normal skin, without confluent dusky erythema.
+SPARSE_SEVERE_PROBABILITY = 0.2
+
 def morbilliform(canvas: Canvas, rng: np.random.Generator) -> None:
     """Draw many small pink-red macules and papules, partly merging into patches."""
     size = canvas.size
-    patches = smoothstep(0.1, 0.6, smooth_noise(rng, size, size, 4))
-    canvas.tint(patches * rng.uniform(0.2, 0.5), ERYTHEMA)
-    canvas.record("erythema", patches * 0.5)
+    if rng.random() < CONFLUENT_RASH_PROBABILITY:
+        # A confluent rash: the patches merge into one sheet of deep erythema.
+        patches = smoothstep(-0.5, 0.3, smooth_noise(rng, size, size, 3))
+        strength = rng.uniform(0.5, 0.85)
+    else:
+        patches = smoothstep(0.1, 0.6, smooth_noise(rng, size, size, 4))
+        strength = rng.uniform(0.2, 0.5)
+    canvas.tint(patches * strength, ERYTHEMA)
+    canvas.record("erythema", patches * strength)
 
     count = int(rng.integers(120, 400))
     clusters = int(rng.integers(0, 4))
@@ -126,6 +145,22 @@ def morbilliform(canvas: Canvas, rng: np.random.Generator) -> None:
         canvas.record("erythema", mask, blob.top, blob.left)
         if rng.random() < 0.35:
             canvas.raise_surface(mask, 0.6, blob.top, blob.left)
+
+
+def hyperpigmentation(canvas: Canvas, rng: np.random.Generator) -> None:
+    """Draw flat brown-grey patches of post-inflammatory hyperpigmentation, soft-edged.
+
+    It is the non-severe class's dark confounder: as dark as dusky erythema on the same
+    skin, but brown rather than violet and without any other severe sign.
+    """
+    size = canvas.size
+    count = int(rng.integers(3, 12))
+    for cy, cx in scatter_points(rng, count, size, clusters=int(rng.integers(0, 3))):
+        blob = canvas.blob(rng, cy, cx, rng.uniform(6.0, 28.0), irregularity=rng.uniform(0.2, 0.45),
+                           elongation=rng.uniform(1.0, 1.6))
+        mask = blob.disc(softness=0.5) * rng.uniform(0.5, 1.0)
+        canvas.tint(mask, HYPERPIGMENTATION, blob.top, blob.left)
+        canvas.record("hyperpigmentation", mask, blob.top, blob.left)
 
 
 def typical_targets(canvas: Canvas, rng: np.random.Generator) -> None:
@@ -176,7 +211,7 @@ def dusky_erythema(canvas: Canvas, rng: np.random.Generator) -> None:
     """Draw confluent dusky-violet erythema over a large irregular part of the frame."""
     size = canvas.size
     field = smooth_noise(rng, size, size, int(rng.integers(2, 5)))
-    mask = smoothstep(rng.uniform(-0.6, 0.0), 0.4, field) * rng.uniform(0.6, 1.0)
+    mask = smoothstep(rng.uniform(-0.6, 0.0), 0.4, field) * rng.uniform(0.4, 1.0)
     canvas.tint(mask, DUSKY)
     canvas.record("dusky", mask)
 
@@ -184,7 +219,7 @@ def dusky_erythema(canvas: Canvas, rng: np.random.Generator) -> None:
 def atypical_targets(canvas: Canvas, rng: np.random.Generator) -> None:
     """Draw flat, irregular two-zone targets: a dusky or purpuric centre and a blurred red rim."""
     size = canvas.size
-    count = int(rng.integers(5, 16))
+    count = int(rng.integers(3, 16))
     for cy, cx in scatter_points(rng, count, size, clusters=int(rng.integers(0, 3))):
         blob = canvas.blob(rng, cy, cx, rng.uniform(9.0, 26.0), irregularity=rng.uniform(0.2, 0.4))
         centre = blob.disc(softness=0.35) * smoothstep(0.65, 0.4, blob.distance)
@@ -318,6 +353,7 @@ NON_SEVERE_PATTERNS: dict[str, Pattern] = {
     "morbilliform": morbilliform,
     "typical_targets": typical_targets,
     "urticarial_wheals": urticarial_wheals,
+    "hyperpigmentation": hyperpigmentation,
 }
 SEVERE_PATTERNS: dict[str, Pattern] = {
     "dusky_erythema": dusky_erythema,
@@ -332,21 +368,29 @@ SEVERE_PATTERNS: dict[str, Pattern] = {
 def choose_patterns(rng: np.random.Generator, label: str) -> list[str]:
     """Pick the patterns of one image of class ``label`` ("non_severe" or "severe").
 
-    A non-severe image shows one or two non-severe patterns. A severe image always shows
-    dusky erythema or atypical targets or purpura; about two thirds also show blisters,
-    erosions or crusts, and the rest are early disease without epidermal detachment.
+    A non-severe image shows one or two of the rash patterns, and about a third also
+    show post-inflammatory hyperpigmentation. A severe image always shows dusky erythema
+    or atypical targets or purpura. A fifth are sparse early presentations with one of
+    atypical targets or purpura alone. Of the rest, about two thirds also show blisters,
+    erosions or crusts, and the others are early disease without epidermal detachment.
     """
     if label == "non_severe":
-        names = list(NON_SEVERE_PATTERNS)
+        names = ["morbilliform", "typical_targets", "urticarial_wheals"]
         count = 1 if rng.random() < 0.7 else 2
-        return [str(n) for n in rng.choice(names, size=count, replace=False)]
+        chosen = [str(n) for n in rng.choice(names, size=count, replace=False)]
+        if rng.random() < HYPERPIGMENTATION_PROBABILITY:
+            chosen.insert(0, "hyperpigmentation")
+        return chosen
     if label != "severe":
         raise ValueError(f"label must be 'non_severe' or 'severe', got {label!r}")
 
-    chosen = []
-    if rng.random() < 0.8:
-        chosen.append("dusky_erythema")
     early = ["atypical_targets", "purpuric_macules"]
+    if rng.random() < SPARSE_SEVERE_PROBABILITY:
+        return [str(rng.choice(early))]
+
+    chosen = []
+    if rng.random() < 0.75:
+        chosen.append("dusky_erythema")
     chosen.extend(str(n) for n in rng.choice(early, size=int(rng.integers(1, 3)), replace=False))
     if rng.random() < 0.65:
         late = ["flaccid_blisters", "erosions", "haemorrhagic_crusts"]

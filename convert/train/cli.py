@@ -65,6 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="initial Adam learning rate, cosine-decayed (default 0.002)")
     parser.add_argument("--dropout", type=float, default=0.2,
                         help="dropout rate before the output (default 0.2)")
+    parser.add_argument("--label-smoothing", type=float, default=0.1,
+                        help="share of each target moved towards 0.5, so that confident "
+                             "probabilities stay below the int8 output's top step; 0 turns it "
+                             "off (default 0.1)")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of weights, shuffling, augmentation and split (default 0)")
     parser.add_argument("--init-weights", type=Path,
@@ -104,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
             resample=args.resample, architecture=args.architecture, alpha=args.alpha,
             normalisation=args.normalisation,
             epochs=args.epochs, patience=args.patience, batch_size=args.batch_size,
-            learning_rate=args.learning_rate, dropout=args.dropout, seed=args.seed,
+            learning_rate=args.learning_rate, dropout=args.dropout,
+            label_smoothing=args.label_smoothing, seed=args.seed,
             val_fraction=args.val_fraction, init_weights=args.init_weights,
         )
         _set_threads(args.threads)

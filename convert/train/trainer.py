@@ -62,6 +62,9 @@ class TrainConfig:
         batch_size: Training batch size in images.
         learning_rate: Initial Adam learning rate; it follows a cosine decay to zero.
         dropout: Dropout rate before the output unit.
+        label_smoothing: Share of each target moved towards 0.5 (targets become
+            ``label_smoothing / 2`` and ``1 - label_smoothing / 2``). It keeps the
+            probabilities of easy images off 0 and 1, and so off the int8 output's end steps.
         seed: Seed of weights, shuffling, augmentation and the validation split.
         val_fraction: Validation share split off ``data`` when ``val`` is None.
         init_weights: Optional starting weights file; see :func:`build_model`.
@@ -83,6 +86,7 @@ class TrainConfig:
     batch_size: int = 32
     learning_rate: float = 2e-3
     dropout: float = 0.2
+    label_smoothing: float = 0.1
     seed: int = 0
     val_fraction: float = 0.15
     init_weights: Path | None = None
@@ -96,6 +100,8 @@ class TrainConfig:
             raise ValueError(f"output must be a .keras file, got {self.out}")
         if self.input_size < 32:
             raise ValueError(f"input size must be at least 32 pixels, got {self.input_size}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(f"label smoothing must be in [0, 1), got {self.label_smoothing}")
         for name in ("epochs", "patience", "batch_size"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
@@ -138,7 +144,7 @@ def train(config: TrainConfig) -> TrainResult:
                                                       decay_steps=steps * config.epochs)
     model.compile(
         optimizer=keras.optimizers.Adam(schedule),
-        loss=keras.losses.BinaryCrossentropy(),
+        loss=keras.losses.BinaryCrossentropy(label_smoothing=config.label_smoothing),
         metrics=[keras.metrics.AUC(name="auc", num_thresholds=1000)],
     )
 
@@ -244,6 +250,7 @@ def _sidecar(config: TrainConfig, labels: tuple[str, str], train_set: LabelledIn
         "batch_size": config.batch_size,
         "learning_rate": config.learning_rate,
         "dropout": config.dropout,
+        "label_smoothing": config.label_smoothing,
         "augmentation": asdict(config.augmentation),
         "train_images": {labels[0]: negatives, labels[1]: positives},
         "val_images": {labels[0]: val_negatives, labels[1]: val_positives},
