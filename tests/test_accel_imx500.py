@@ -219,3 +219,14 @@ def test_package_network_cache_by_hash(bundle, tmp_path, packager):
     assert first == second
     assert first.read_bytes().startswith(b"placeholder network.rpk")
     assert len(packager.read_text().splitlines()) == 1
+
+
+def test_unwritable_cache_falls_back_to_cpu(bundle, tmp_path, packager):
+    state_file = tmp_path / "state"
+    state_file.write_text("a file where the cache folder should be")
+
+    classifier, status = _select(bundle, tmp_path)
+
+    assert status.name == "CPU"
+    assert "cannot be packaged into" in status.reason
+    assert isinstance(classifier, Classifier)

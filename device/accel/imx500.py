@@ -234,7 +234,12 @@ def build_imx500_classifier(bundle: Bundle, cpu: Classifier, cache_dir: Path,
         raise AcceleratorUnavailable(f"accelerators.imx500.decision.threshold is {threshold!r}, "
                                      "not a probability; rebuild the bundle")
 
-    network = package_network(packer, cache_dir)
+    try:
+        network = package_network(packer, cache_dir)
+    except OSError as e:
+        raise AcceleratorUnavailable(f"the IMX500 network cannot be packaged into {cache_dir} "
+                                     f"({e.strerror or e}); check that the folder is "
+                                     "writable") from e
     if imx500_class is None:
         imx500_class = _import_imx500()
     try:
