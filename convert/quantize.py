@@ -83,12 +83,21 @@ def check_input_identity(flatbuffer: bytes) -> None:
         )
 
 
-def make_interpreter(flatbuffer: bytes, preserve_all_tensors: bool = False) -> Any:
-    """Build and allocate a LiteRT interpreter from flatbuffer bytes."""
+def make_interpreter(flatbuffer: bytes, preserve_all_tensors: bool = False,
+                     default_delegates: bool = True) -> Any:
+    """Build and allocate a LiteRT interpreter from flatbuffer bytes.
+
+    With ``default_delegates`` False the interpreter runs LiteRT's built-in kernels without
+    XNNPACK, as a device does when XNNPACK cannot start.
+    """
     runtime = load_runtime()
+    options: dict[str, Any] = {}
+    if not default_delegates:
+        options["experimental_op_resolver_type"] = (
+            runtime.module.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     interpreter = runtime.module.Interpreter(
         model_content=flatbuffer, num_threads=2,
-        experimental_preserve_all_tensors=preserve_all_tensors,
+        experimental_preserve_all_tensors=preserve_all_tensors, **options,
     )
     interpreter.allocate_tensors()
     return interpreter
@@ -118,9 +127,10 @@ def float_outputs(float_model: Any, inputs: np.ndarray, label: str) -> np.ndarra
     return np.stack(outputs)
 
 
-def int8_outputs(flatbuffer: bytes, inputs: np.ndarray, label: str) -> tuple[np.ndarray, float]:
+def int8_outputs(flatbuffer: bytes, inputs: np.ndarray, label: str,
+                 default_delegates: bool = True) -> tuple[np.ndarray, float]:
     """Run the int8 model on uint8 inputs and return dequantized outputs and the output scale."""
-    interpreter = make_interpreter(flatbuffer)
+    interpreter = make_interpreter(flatbuffer, default_delegates=default_delegates)
     input_index = interpreter.get_input_details()[0]["index"]
     output = interpreter.get_output_details()[0]
     scale, zero_point = output["quantization"]

@@ -139,3 +139,12 @@ def test_validation_folder_rejects_unknown_subfolder(tmp_path: Path) -> None:
         write_images(tmp_path / name, 2)
     with pytest.raises(InputError, match="'other' is not one of the labels"):
         labelled_files(tmp_path, ("mild", "severe"))
+
+
+def test_golden_tolerance_covers_kernel_difference():
+    from cadr_convert import goldens
+
+    scale = 1 / 256
+    assert goldens.tolerance(scale) == round(4 * scale, 6)
+    assert goldens.tolerance(scale, kernel_difference=5 * scale) == round(7 * scale, 6)
+    assert goldens.tolerance(0.0, kernel_difference=0.05) == 0.05
