@@ -54,6 +54,13 @@ imx500-toolchain:
 arm64-smoke: venv-dev
 	scripts/arm64-smoke.sh
 
+# The offline wheelhouse for a Raspberry Pi (aarch64, Python 3.11); see docs/install-pi.md.
+WHEELHOUSE_MACHINE ?= aarch64
+WHEELHOUSE_PYTHON ?= 3.11
+wheelhouse: venv-dev
+	$(DEV_VENV)/bin/python -m cadr_convert.wheelhouse --machine $(WHEELHOUSE_MACHINE) \
+	    --python $(WHEELHOUSE_PYTHON) --replace
+
 catalogs: venv-dev
 	$(DEV_VENV)/bin/python scripts/compile-catalogs.py
 
