@@ -42,7 +42,11 @@ def this_target() -> Target:
 
 
 def build_app_wheel(work: Path, version: str, broken: bool = False) -> Path:
-    """Build a cadr wheel of ``version``; ``broken`` makes ``cadr_device.app`` fail to import."""
+    """Build a cadr wheel of ``version``; ``broken`` makes ``cadr_device.app`` fail to import.
+
+    NOTE: ``--no-build-isolation`` builds offline with the test venv's setuptools, which
+    Python 3.11's ``venv`` installs (``make venv-dev``); a Python 3.12 venv has none.
+    """
     source = work / f"src-{version}"
     source.mkdir(parents=True)
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
