@@ -35,7 +35,7 @@ from update_support import (
 
 from cadr_convert.app_package import pack_app
 from cadr_convert.signing import SigningError, load_private_key
-from cadr_device.update.config import ServiceSettings
+from cadr_device.update.config import PackageLimits, ServiceSettings
 from cadr_device.update.errors import (
     IncompatibleError,
     NotNewerError,
@@ -44,6 +44,7 @@ from cadr_device.update.errors import (
     ServiceNotReadyError,
 )
 from cadr_device.update.faults import CRASH_ENV
+from cadr_device.update.package import parse_package_manifest
 
 pytestmark = pytest.mark.slow
 
@@ -341,3 +342,52 @@ def test_crash_then_recover_leaves_one_app(workspace: UpdateWorkspace, app_wheel
     assert bundles["journal"] is False  # type: ignore[index]
     assert assert_runnable(workspace.root, workspace.keys) == "tiny-test-1.0.0"
     assert audit_records(workspace.root)[-1]["action"] == "recover"
+
+
+def valid_app_document() -> dict[str, object]:
+    return {
+        "format_version": 1, "kind": "app",
+        "app": {"name": "cadr", "version": "1.1.0", "platform": "manylinux_2_36_aarch64",
+                "python": "3.11", "bundle_schema_min": 1, "bundle_schema_max": 1},
+        "created": "2026-01-01T00:00:00Z",
+        "files": [{"path": "wheels/requirements.txt", "size": 1, "sha256": "0" * 64}],
+    }
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("kind", "firmware", "package kind must be"),
+    ("bundle", {}, "unknown keys"),
+    ("python", "3", "is not a version like 3.11"),
+    ("platform", "linux_armv7l", "is not a manylinux_2_N"),
+    ("bundle_schema_min", 2, "greater than bundle_schema_max"),
+    ("bundle_schema_max", True, "must be a positive integer"),
+    ("name", "other", "app name must be"),
+    ("files", [{"path": "bundle/manifest.yaml", "size": 1, "sha256": "0" * 64}],
+     "is not under wheels/"),
+])
+def test_app_manifest_invalid_field(key: str, value: object, message: str) -> None:
+    document = valid_app_document()
+    app = document["app"]
+    if key in app:  # type: ignore[operator]
+        app[key] = value  # type: ignore[index]
+    else:
+        document[key] = value
+
+    with pytest.raises(PackageError, match=message):
+        parse_package_manifest(json.dumps(document).encode(), Path("app.cadrpkg"),
+                               PackageLimits())
+
+
+def test_app_manifest_parses() -> None:
+    manifest = parse_package_manifest(json.dumps(valid_app_document()).encode(),
+                                      Path("app.cadrpkg"), PackageLimits())
+
+    assert manifest.kind == "app"
+    assert manifest.bundle_id == "cadr-1.1.0"
+    assert manifest.payload_prefix == "wheels/"
+    assert manifest.demonstration_only is False
+    assert manifest.app is not None
+    assert manifest.app.machine == "aarch64"
+    assert manifest.app.min_glibc == (2, 36)
+    assert manifest.app.reads_schema(1)
+    assert not manifest.app.reads_schema(2)
