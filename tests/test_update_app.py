@@ -286,7 +286,7 @@ def test_other_platform_rejected(workspace: UpdateWorkspace, app_wheels: AppWhee
 
 
 def test_bundle_checked_against_installed_app(workspace: UpdateWorkspace) -> None:
-    # The updater itself is 0.1.0, the installed app 1.0.0: the bundle check uses the latter.
+    # min_app_version is compared with app/current (1.0.0), not with this process's cadr.
     installed = workspace.updater().install(workspace.package("1.1.0", min_app_version="1.0.0"))
     assert installed == "tiny-test-1.1.0"
 
