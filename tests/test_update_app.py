@@ -294,6 +294,23 @@ def test_bundle_checked_against_installed_app(workspace: UpdateWorkspace) -> Non
         workspace.updater().install(workspace.package("1.2.0", min_app_version="1.1.0"))
 
 
+def test_scan_installs_app_before_bundle(workspace: UpdateWorkspace,
+                                         app_wheels: AppWheels) -> None:
+    inbox = workspace.work / "inbox"
+    inbox.mkdir(parents=True)
+    bundle = workspace.package("1.1.0", min_app_version="1.1.0")
+    app = app_package(workspace, app_wheels, "1.1.0")
+    shutil.copy2(bundle, inbox / bundle.name)
+    shutil.copy2(app, inbox / app.name)
+
+    summary = workspace.updater().scan(inbox)
+
+    assert summary.installed == ["cadr-1.1.0", "tiny-test-1.1.0"]
+    assert summary.failed == []
+    assert assert_app_runnable(workspace.root, workspace.keys) == "cadr-1.1.0"
+    assert assert_runnable(workspace.root, workspace.keys) == "tiny-test-1.1.0"
+
+
 def test_pack_app_rejects_demo_key(workspace: UpdateWorkspace, app_wheels: AppWheels) -> None:
     with pytest.raises(SigningError, match="demonstration key"):
         pack_app(app_wheels.wheelhouses["1.1.0"], load_private_key(DEMO_PRIVATE_KEY),
