@@ -70,7 +70,11 @@ def main(argv: list[str] | None = None) -> int:
 
     work = CACHE / f"work-{os.getpid()}"
     work.mkdir(parents=True, exist_ok=True)
-    mode = "tiny" if args.tiny else "quick" if args.quick else "full"
+    mode = "full"
+    if args.quick:
+        mode = "quick"
+    if args.tiny:
+        mode = "tiny"
     ws = Workspace(work, SIZES[mode], retrain=args.retrain)
     facts = machine()
     facts["filesystem_of_workdir"] = filesystem_of(work)

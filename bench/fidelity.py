@@ -1,7 +1,7 @@
 """Measurement 5: float against int8 on a generated test set the converter never saw.
 
-For each bench-trained model (MobileNetV2 alpha 0.35 at 128, the default bundle's
-recipe, and alpha 1.0 at 224 in the full run) the converter chose the threshold on its
+For each bench-trained model (the default bundle's separable backbone at 128, and
+MobileNetV2 alpha 1.0 at 224 in the full run) the converter chose the threshold on its
 validation set. On the separate test set, the int8 model runs through the device's
 ``load_rgb``, ``model_input`` and ``Classifier``; the float model is the float32
 ``.tflite`` of the same wrapped Keras graph, run by LiteRT on the same model inputs.

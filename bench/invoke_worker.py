@@ -18,7 +18,7 @@ from importlib import metadata
 
 import numpy as np
 
-#: Runtime name on the command line → module that holds ``Interpreter``.
+#: Runtime name on the command line → module that contains ``Interpreter``.
 MODULES = {
     "ai_edge_litert": "ai_edge_litert.interpreter",
     "tflite_runtime": "tflite_runtime.interpreter",

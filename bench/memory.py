@@ -72,10 +72,11 @@ def run(ws: Workspace, mode: str) -> dict[str, Any]:
 
 
 def _trend(samples: list[tuple[float, float, int]], count: int) -> dict[str, Any]:
-    """Median VmRSS of the first and last 100 settled captures and the fitted slope.
+    """Return the median VmRSS of the first and last 100 settled captures and the slope.
 
-    Single samples swing by 10 MiB or more as stills are decoded and freed, so two
-    windows and a least-squares slope over every settled sample say more than two points.
+    Single samples swing by 10 MiB or more as stills are decoded and freed, so medians
+    of two windows and a least-squares slope over every settled sample show the trend
+    better than two single samples.
     """
     settled = [(c, r) for _, r, c in samples if c >= SETTLED_CAPTURE]
     if len(settled) < 3:

@@ -67,7 +67,7 @@ def run(ws: Workspace, mode: str) -> dict[str, Any]:
 
 
 def _default_bundle_model(ws: Workspace) -> Path | None:
-    """The default bundle's int8 model, when the device measurements use that bundle."""
+    """Return the default bundle's int8 model when the device measurements use that bundle."""
     bundle, source = ws.device_bundle()
     return bundle / "model.tflite" if source == "models/cadr-demo" else None
 

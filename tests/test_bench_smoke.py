@@ -112,7 +112,7 @@ def test_tiny_run_writes_every_section(tmp_path: Path) -> None:
     assert ready > 0
 
     fidelity = results["sections"]["fidelity"]
-    test = fidelity["models"]["mobilenetv2-0.35-128"]["test"]
+    test = fidelity["models"]["separable-1.0-128"]["test"]
     assert 0.0 <= test["float_auc"] <= 1.0
     assert 0.0 <= test["decision_agreement"] <= 1.0
     assert "measured" in fidelity["default_bundle"]
