@@ -318,12 +318,15 @@ class Workspace:
         logger.info("Model %s built and cached in %s: %s", spec.name, folder, timings)
 
     def small_spec(self) -> ModelSpec:
-        """The default bundle's architecture (scripts/build-demo-model.sh): the small
-        separable backbone, alpha 1.0, at 128 x 128, trained much more briefly."""
+        """Return the default bundle's architecture, trained much more briefly.
+
+        ``scripts/build-demo-model.sh`` builds the default bundle with the small separable
+        backbone at alpha 1.0 and 128 x 128 pixels.
+        """
         return ModelSpec("separable-1.0-128", "separable", 1.0, 128, self.sizes.small_epochs)
 
     def large_spec(self) -> ModelSpec:
-        """The larger backbone: MobileNetV2 alpha 1.0 at 224 x 224."""
+        """Return the larger backbone: MobileNetV2 alpha 1.0 at 224 x 224."""
         return ModelSpec("mobilenetv2-1.0-224", "mobilenetv2", 1.0, 224,
                          self.sizes.large_epochs, flips=False)
 
