@@ -31,7 +31,7 @@ import logging
 import sys
 import time
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -177,7 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
     listing = actions.add_parser("list", help="list records from the index")
     _add_records_location(listing)
     listing.add_argument("--json", action="store_true",
-                         help="print the index entries as one JSON array instead of a table")
+                         help="print the index entries as a JSON array, one entry per line, "
+                         "instead of a table")
     export = actions.add_parser("export", help="copy every record and the index to DEST")
     export.add_argument("dest", type=Path, metavar="DEST",
                         help="destination folder, e.g. a mounted USB stick; created if missing")
@@ -396,18 +397,29 @@ def _records(args: argparse.Namespace) -> int:
         print(f"{count} records exported to {args.dest}")
         return EXIT_OK
 
-    entries = store.list()
+    # Entries are streamed, so listing 100,000 records does not hold them all in memory.
     if args.json:
-        print(json.dumps(entries, ensure_ascii=False, indent=2))
+        _print_json_array(store.iter_entries())
         return EXIT_OK
-    for entry in entries:
+    count = 0
+    for entry in store.iter_entries():
         probability = entry.get("probability")
         probability_text = "-" if probability is None else f"{probability:.3f}"
         print(f"{entry['capture_id']}  {entry.get('status', '-'):6}  {probability_text:>5}  "
               f"{entry.get('label') or '-':12}  {entry.get('model_id') or '-'}  "
               f"{entry.get('source') or '-'}")
-    print(f"{len(entries)} records in {root}")
+        count += 1
+    print(f"{count} records in {root}")
     return EXIT_OK
+
+
+def _print_json_array(entries: Iterable[dict[str, Any]]) -> None:
+    """Print a JSON array with one entry per line, writing each entry as it comes."""
+    separator = "[\n"
+    for entry in entries:
+        sys.stdout.write(separator + json.dumps(entry, ensure_ascii=False))
+        separator = ",\n"
+    sys.stdout.write("[]\n" if separator == "[\n" else "\n]\n")
 
 
 def _camera_app(args: argparse.Namespace) -> Any:

@@ -178,6 +178,10 @@ class RecordStore:
         """
         return list(self._iter_index())
 
+    def iter_entries(self) -> Iterator[dict[str, Any]]:
+        """Yield the index entries of :meth:`list` one at a time, for stores too big to hold."""
+        return self._iter_index()
+
     def read(self, entry: dict[str, Any]) -> dict[str, Any]:
         """Read the full record of an index entry.
 

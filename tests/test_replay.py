@@ -434,3 +434,13 @@ def test_table_threshold_near_one_has_three_decimals(tmp_path: Path, bundle_dir:
     assert cells[3] == "0.996"
     assert cells[4:7] == ["p", ">=", "0.996"]
     assert "Threshold 0.996 (chosen for 90% sensitivity)" in table.splitlines()
+
+
+def test_records_list_json_of_empty_store(tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "records"
+    root.mkdir()
+
+    assert cli.main(["records", "list", "--records", str(root), "--json"]) == 0
+
+    assert json.loads(capsys.readouterr().out) == []
