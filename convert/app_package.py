@@ -22,7 +22,8 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
-from cadr_convert.package import _add_bytes, _add_stream, demo_key_ids
+from cadr_convert.key_policy import demo_key_ids
+from cadr_convert.package import _add_bytes, _add_stream
 from cadr_convert.signing import SigningError, sign_bytes
 from cadr_convert.wheelhouse import APP_DISTRIBUTION, REQUIREMENTS_NAME
 from cadr_device.bundle import sha256_file

@@ -15,15 +15,22 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from cadr_convert.conversion_errors import InputError
 from cadr_convert.signing import SigningError, load_private_key
-from cadr_device.signing import DEMO_KEY_SUFFIX, PACKAGED_KEY_DIR, Keyring, TrustedKey, key_id
+from cadr_device.signing import (
+    DEMO_KEY_IDS,
+    DEMO_KEY_SUFFIX,
+    PACKAGED_KEY_DIR,
+    Keyring,
+    TrustedKey,
+    key_id,
+)
 
 #: The published demonstration signing key, relative to the repository root.
 DEMO_PRIVATE_KEY = Path("models/keys/cadr-demo-signing-key.pem")
 
 
 def demo_key_ids(directory: Path = PACKAGED_KEY_DIR) -> set[str]:
-    """Return the key ids of the ``*.demo.pub`` keys in ``directory``."""
-    ids = set()
+    """Return the published demonstration key ids plus those of `*.demo.pub` keys in `directory`."""
+    ids = set(DEMO_KEY_IDS)
     for path in directory.glob(f"*{DEMO_KEY_SUFFIX}"):
         public = serialization.load_pem_public_key(path.read_bytes())
         if isinstance(public, Ed25519PublicKey):

@@ -19,14 +19,14 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from cadr_convert.bundle_writer import write_manifest
+from cadr_convert.key_policy import demo_key_ids
 from cadr_convert.signing import SigningError, sign_bundle, sign_bytes
 from cadr_device.bundle import check_files, read_manifest_text, sha256_file
 from cadr_device.manifest import MANIFEST_NAME, SIGNATURE_NAME, Manifest, parse_manifest
-from cadr_device.signing import DEMO_KEY_SUFFIX, PACKAGED_KEY_DIR, key_id
+from cadr_device.signing import key_id
 from cadr_device.update.package import (
     BUNDLE_PREFIX,
     FORMAT_VERSION,
@@ -148,16 +148,6 @@ def bump_bundle(bundle_dir: Path, version: str, private_key: Ed25519PrivateKey,
         shutil.rmtree(out_dir, ignore_errors=True)
         raise
     return out_dir
-
-
-def demo_key_ids() -> set[str]:
-    """Return the ids of the demonstration keys shipped with the device package."""
-    ids = set()
-    for path in PACKAGED_KEY_DIR.glob(f"*{DEMO_KEY_SUFFIX}"):
-        public_key = serialization.load_pem_public_key(path.read_bytes())
-        if isinstance(public_key, Ed25519PublicKey):
-            ids.add(key_id(public_key))
-    return ids
 
 
 def _check_key_scope(private_key: Ed25519PrivateKey, manifest: Manifest) -> None:

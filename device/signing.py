@@ -5,7 +5,8 @@ present so keys can be rotated. A key whose file name ends in ``.demo.pub`` is t
 only for bundles whose manifest says ``demonstration_only: true``: its private key is
 published in the repository so anyone can rebuild the demonstration bundle, so it must
 never vouch for a clinical model. Signing lives in ``cadr_convert``; no private key is
-ever read on the device.
+ever read on the device. The published demonstration key is also recognised by its key
+id (:data:`DEMO_KEY_IDS`), so a copy of it renamed to ``*.pub`` stays demo-only.
 """
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ PACKAGED_KEY_DIR = Path(__file__).with_name("keys")
 SYSTEM_KEY_DIR = Path("/etc/cadr/keys")
 
 DEMO_KEY_SUFFIX = ".demo.pub"
+
+#: Key ids of keys whose private half is published (``models/keys/`` in the repository).
+#: Whatever their file is called, they may sign demonstration bundles only.
+DEMO_KEY_IDS = frozenset({"c3eb980c456c0e09"})
 ALGORITHM = "ed25519"
 MAX_SIGNATURE_BYTES = 4096
 
@@ -83,7 +88,9 @@ class Keyring:
                 raise SignatureError(path, f"not a PEM public key ({e})") from e
             if not isinstance(loaded, Ed25519PublicKey):
                 raise SignatureError(path, "not an Ed25519 public key")
-            trusted = TrustedKey(key_id(loaded), loaded, path.name.endswith(DEMO_KEY_SUFFIX), path)
+            kid = key_id(loaded)
+            demo_only = path.name.endswith(DEMO_KEY_SUFFIX) or kid in DEMO_KEY_IDS
+            trusted = TrustedKey(kid, loaded, demo_only, path)
             keys[trusted.key_id] = trusted
         if not keys:
             raise SignatureError(directory, "no *.pub key found; install the maker's public keys")

@@ -86,3 +86,23 @@ def test_untrusted_key_rejected(bundle_copy: Path) -> None:
     repo_keys = Path(__file__).resolve().parent.parent / "device" / "keys"
     with pytest.raises(SignatureError):
         load_bundle(bundle_copy, Keyring.from_directory(repo_keys))
+
+
+def test_renamed_demo_key_stays_demo_only(tiny_bundle, bundle_copy: Path,
+                                          tmp_path: Path) -> None:
+    # The demonstration private key is published, so a copy of its public half under a
+    # clinical-looking name must not let it vouch for a clinical bundle.
+    repository = Path(__file__).resolve().parents[1]
+    demo_private = repository / "models" / "keys" / "cadr-demo-signing-key.pem"
+    trusted = tmp_path / "trusted"
+    trusted.mkdir()
+    shutil.copy(repository / "device" / "keys" / "cadr-demo.demo.pub", trusted / "vendor.pub")
+
+    manifest_path = bundle_copy / "manifest.yaml"
+    manifest = yaml.safe_load(manifest_path.read_text(encoding="utf-8"))
+    manifest["demonstration_only"] = False
+    manifest_path.write_text(yaml.safe_dump(manifest, sort_keys=False), encoding="utf-8")
+    sign_bundle(bundle_copy, load_private_key(demo_private))
+
+    with pytest.raises(SignatureError, match="demonstration bundles only"):
+        load_bundle(bundle_copy, Keyring.from_directory(trusted))
