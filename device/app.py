@@ -40,6 +40,7 @@ from cadr_device.errors import ImageError, RecordError
 from cadr_device.i18n import translator
 from cadr_device.live import LiveScreening
 from cadr_device.model_setup import LoadedModel, load_model
+from cadr_device.names import display_name
 from cadr_device.notify import Notifier
 from cadr_device.overlay import OverlayRenderer, ShownResult, ViewState
 from cadr_device.pipeline import Screening
@@ -329,7 +330,7 @@ class CameraApp:
         try:
             frame = self.camera.preview_frame()
         except ImageError as e:
-            self.status.set(Condition.IMAGE_UNREADABLE, str(e), name=e.path.name)
+            self.status.set(Condition.IMAGE_UNREADABLE, str(e), name=display_name(e.path.name))
             if self.screening is not None:
                 self.screening.screen_failed(e.path.name, str(e))
             return self._advance_replay()

@@ -52,6 +52,11 @@ class CaptureTaker:
         capture_id = new_capture_id()
         try:
             return self._take(capture_id, trigger)
+        except RecordError as e:
+            logger.error("Capture %s was not recorded: %s", capture_id, e)
+            self.status.set(Condition.RECORD_FAILED, f"capture {capture_id}: {e}",
+                            capture_id=capture_id)
+            return ShownResult(capture_id, None)
         except Exception as e:  # noqa: BLE001 - one failed capture must not stop the device
             logger.exception("Capture %s failed unexpectedly: %s", capture_id, e)
             self.status.set(Condition.INFERENCE_FAILING, f"capture {capture_id}: {e}",
@@ -93,6 +98,9 @@ class CaptureTaker:
         if result.prediction is None:
             self.status.set(Condition.INFERENCE_FAILING, result.error or "no prediction",
                             capture_id=capture_id)
+            if result.record_path is None:
+                self.status.set(Condition.RECORD_FAILED, result.error or "no record",
+                                capture_id=capture_id)
             return shown
 
         self.status.clear(Condition.INFERENCE_FAILING)

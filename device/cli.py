@@ -45,6 +45,7 @@ from cadr_device.durable import append_line, atomic_write, make_private_dir, rep
 from cadr_device.errors import CadrError, ImageError, RecordError
 from cadr_device.i18n import translator
 from cadr_device.images import iter_image_files, load_rgb
+from cadr_device.names import display_name
 from cadr_device.pipeline import CaptureResult, Screening
 from cadr_device.records import RecordStore
 from cadr_device.runtime import load_runtime
@@ -269,8 +270,8 @@ def replay(args: argparse.Namespace) -> int:
     screening = prepare_screening(args, store)
     results_path = out / RESULTS_NAME
     repair_torn_tail(results_path)
-    logger.info("Screening %d files from %s with model %s", len(files), args.source,
-                screening.model_id)
+    logger.info("Screening %d files from %s with model %s", len(files),
+                display_name(args.source), screening.model_id)
 
     rows = []
     for path in files:
@@ -293,22 +294,22 @@ def replay(args: argparse.Namespace) -> int:
 
 def _screen_file(screening: Screening, path: Path, source_root: Path, out: Path) -> Row:
     start = time.perf_counter()
-    display_name = _display_name(path, source_root)
+    shown_name = _display_name(path, source_root)
     try:
         image = load_rgb(path)
     except ImageError as e:
         # Records keep base names only, so the folder path leaves the message.
-        result = screening.screen_failed(path.name, str(e).replace(str(e.path), path.name, 1))
-        return Row(display_name, result, (time.perf_counter() - start) * 1000.0)
+        result = screening.screen_failed(path.name, f"{display_name(path.name)}: {e.reason}")
+        return Row(shown_name, result, (time.perf_counter() - start) * 1000.0)
 
     result = screening.screen(image, source=path.name)
     if result.annotated_path is not None:
-        target = out / ANNOTATED_SUBDIR / f"{result.capture_id}_{path.stem}.jpg"
+        target = out / ANNOTATED_SUBDIR / f"{result.capture_id}_{display_name(path.stem)}.jpg"
         try:
             atomic_write(target, result.annotated_path.read_bytes())
         except OSError as e:
             raise RecordError(f"{target}: cannot write the annotated copy ({e.strerror})") from e
-    return Row(display_name, result, (time.perf_counter() - start) * 1000.0)
+    return Row(shown_name, result, (time.perf_counter() - start) * 1000.0)
 
 
 def _has_results(out: Path) -> bool:
@@ -318,8 +319,8 @@ def _has_results(out: Path) -> bool:
 
 def _display_name(path: Path, source_root: Path) -> str:
     if source_root.is_dir():
-        return path.relative_to(source_root).as_posix()
-    return path.name
+        return display_name(path.relative_to(source_root).as_posix())
+    return display_name(path.name)
 
 
 def _result_line(row: Row, screening: Screening) -> bytes:
@@ -337,7 +338,7 @@ def _result_line(row: Row, screening: Screening) -> bytes:
         "elapsed_ms": round(row.elapsed_ms, 3),
         "model_id": result.model_id,
         "demonstration_only": screening.bundle.manifest.demonstration_only,
-        "record": None if result.record_path is None else str(result.record_path),
+        "record": None if result.record_path is None else display_name(result.record_path),
         "error": result.error,
     }
     return (json.dumps(entry, ensure_ascii=False, separators=(",", ":")) + "\n").encode()

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from cadr_device.names import display_name
+
 
 class CadrError(Exception):
     """Base class of every data error the device side reports to a user."""
@@ -39,7 +41,8 @@ class ImageError(CadrError):
 
     def __init__(self, path: Path | str, message: str) -> None:
         self.path = Path(path)
-        super().__init__(f"{self.path}: {message}")
+        self.reason = message
+        super().__init__(f"{display_name(self.path)}: {message}")
 
 
 class RuntimeLoadError(CadrError):

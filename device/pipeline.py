@@ -27,6 +27,7 @@ from cadr_device.bundle import Bundle
 from cadr_device.classifier import Classifier, Prediction
 from cadr_device.errors import RecordError
 from cadr_device.i18n import resolve_language, translator
+from cadr_device.names import display_name
 from cadr_device.preprocess import model_input
 from cadr_device.records import RecordStore, new_capture_id, utc_timestamp
 
@@ -226,7 +227,7 @@ class Screening:
             "status": status,
             "captured_at": captured_at,
             "recorded_at": utc_timestamp(),
-            "source": Path(source).name,
+            "source": display_name(Path(source).name),
             "model_id": manifest.model_id,
             "model": {"name": manifest.name, "version": manifest.version,
                       "sha256": self.bundle.model_sha256, "file": manifest.model.file},

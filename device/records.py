@@ -149,7 +149,12 @@ class RecordStore:
             name: {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
             for name, data in sorted(files.items())
         }
-        record_bytes = (json.dumps(document, ensure_ascii=False, indent=2) + "\n").encode()
+        try:
+            record_bytes = (json.dumps(document, ensure_ascii=False, indent=2) + "\n").encode()
+        except (TypeError, ValueError) as e:
+            # UnicodeEncodeError is a ValueError: a lone surrogate from an undecodable name.
+            raise RecordError(f"{self.root}: capture {capture_id} cannot be stored as JSON "
+                              f"({e}); this is a bug, report it with the log") from e
         relative = Path(_day_of(capture_id)) / capture_id
         folder = self.root / relative
 

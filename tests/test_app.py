@@ -597,3 +597,33 @@ def test_fakes_dir_exists() -> None:
     assert (FAKES / "picamera2" / "__init__.py").is_file()
     assert os.access(REPO / "device" / "app.py", os.R_OK)
     logging.getLogger(__name__).debug("fakes at %s", FAKES)
+
+
+def test_undecodable_replay_name_recorded(tmp_path: Path, tiny_bundle: Any) -> None:
+    config = replay_sections(tmp_path, tiny_bundle, count=1)
+    scenes = tmp_path / "scenes"
+    os.replace(scenes / "scene_00.jpg", scenes / os.fsdecode(b"\x8a\xb3\x8e\xd2A.jpg"))
+
+    app = run_app(tmp_path, config)
+
+    assert not app.status.has(Condition.INFERENCE_FAILING)
+    assert not app.status.has(Condition.RECORD_FAILED)
+    records = [json.loads(p.read_text()) for p in record_files(tmp_path / "records")]
+    assert [(r["source"], r["status"]) for r in records] == [("\ufffd" * 4 + "A.jpg", "ok")]
+
+
+def test_record_write_failure_is_not_inference(tmp_path: Path, tiny_bundle: Any,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from cadr_device import pipeline
+
+    # Without the safe name, the surrogates reach the record store's JSON encoding.
+    monkeypatch.setattr(pipeline, "display_name", lambda name: name)
+    config = replay_sections(tmp_path, tiny_bundle, count=1)
+    scenes = tmp_path / "scenes"
+    os.replace(scenes / "scene_00.jpg", scenes / os.fsdecode(b"\x8a\xb3.jpg"))
+
+    app = run_app(tmp_path, config)
+
+    assert app.status.has(Condition.RECORD_FAILED)
+    assert not app.status.has(Condition.INFERENCE_FAILING)
+    assert record_files(tmp_path / "records") == []

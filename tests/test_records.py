@@ -302,3 +302,14 @@ def test_list_and_export_at_scale(tmp_path: Path) -> None:
 
     assert store.export(dest) == count  # a second export rewrites nothing and loses nothing
     assert len(RecordStore(dest).list()) == count
+
+
+def test_unencodable_field_raises_record_error(tmp_path: Path) -> None:
+    store = RecordStore(tmp_path / "records")
+    # os.fsdecode turns the undecodable bytes of a file name into lone surrogates.
+    record = _record(source=os.fsdecode(b"\x8a\xb3.jpg"))
+
+    with pytest.raises(RecordError, match="cannot be stored as JSON"):
+        store.write(record, {})
+
+    assert store.list() == []

@@ -444,3 +444,28 @@ def test_records_list_json_of_empty_store(tmp_path: Path,
     assert cli.main(["records", "list", "--records", str(root), "--json"]) == 0
 
     assert json.loads(capsys.readouterr().out) == []
+
+
+def test_undecodable_and_control_names(tmp_path: Path, bundle_dir: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    source = tmp_path / "source"
+    source.mkdir()
+    pixels = np.random.default_rng(8).integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    shift_jis_name = os.fsdecode(b"\x8a\xb3\x8e\xd2A.jpg")
+    for name in (shift_jis_name, "line\nbreak.jpg", "esc\x1b[31m.jpg", "zz.jpg"):
+        Image.fromarray(pixels).save(source / name, quality=92)
+    out = tmp_path / "out"
+
+    assert _replay(source, out, bundle_dir, "--locale", "en") == 0
+
+    results = [json.loads(line) for line in (out / "results.jsonl").read_bytes().splitlines()]
+    assert sorted(r["file"] for r in results) == [
+        "esc\\x1b[31m.jpg", "line\\nbreak.jpg", "zz.jpg", "\ufffd\ufffd\ufffd\ufffdA.jpg"]
+    assert all(r["status"] == "ok" for r in results)
+    records = [json.loads(p.read_text(encoding="utf-8"))
+               for p in (out / "records").glob("*/*/record.json")]
+    assert "\ufffd\ufffd\ufffd\ufffdA.jpg" in {r["source"] for r in records}
+    assert len(records) == 4
+    printed = capsys.readouterr().out
+    assert "\x1b" not in printed
+    assert sum(1 for line in printed.splitlines() if line.endswith(" ok")) == 4
