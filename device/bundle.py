@@ -14,9 +14,11 @@ from pathlib import Path
 
 import yaml
 
+from cadr_device import __version__
 from cadr_device.errors import BundleError
 from cadr_device.manifest import MANIFEST_NAME, SIGNATURE_NAME, Manifest, parse_manifest
 from cadr_device.signing import Keyring, TrustedKey
+from cadr_device.update.versions import parse_version
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +83,23 @@ def load_bundle(path: Path, keyring: Keyring) -> Bundle:
     logger.info("Loaded bundle %s (signed by key %s%s)", manifest.model_id, signer.key_id,
                 ", demonstration key" if signer.demo_only else "")
     return Bundle(path=path, manifest=manifest, signer=signer)
+
+
+def check_app_version(bundle: Bundle, app_version: str = __version__) -> None:
+    """Reject a bundle whose ``min_app_version`` is newer than ``app_version``.
+
+    Raises:
+        BundleError: Naming the bundle, both versions and the fix (update the app).
+    """
+    required = bundle.manifest.min_app_version
+    if parse_version(required) > parse_version(app_version):
+        raise BundleError(
+            bundle.path / MANIFEST_NAME,
+            f"bundle {bundle.manifest.model_id} needs cadr app {required} or newer, but this "
+            f"app is {app_version}; update the app (cadr-update install "
+            "cadr-app-VERSION.cadrpkg) or use a bundle made for this app",
+            field="min_app_version",
+        )
 
 
 def read_manifest_text(manifest_path: Path) -> str:

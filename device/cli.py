@@ -14,7 +14,7 @@ Exit codes:
     0  every image was screened and recorded
     1  another error (for example, the camera module is not installed)
     2  invalid command line
-    3  the bundle is missing, malformed, tampered with or unsigned
+    3  the bundle is missing, malformed, tampered with, unsigned or needs a newer app
     4  one or more images could not be screened (each is named on stderr and recorded)
     5  no TFLite runtime could be loaded
     6  the golden self-test failed, so nothing was screened
@@ -38,7 +38,7 @@ from typing import Any
 
 from cadr_device import __version__
 from cadr_device.annotate import MODEL, NOT_A_DIAGNOSIS, banner_lines, label_text, threshold_text
-from cadr_device.bundle import Bundle, load_bundle
+from cadr_device.bundle import Bundle, check_app_version, load_bundle
 from cadr_device.bundle_location import BUNDLE_ENV, SYSTEM_BUNDLE, locate_bundle
 from cadr_device.classifier import Classifier
 from cadr_device.durable import append_line, atomic_write, make_private_dir, repair_torn_tail
@@ -245,6 +245,7 @@ def prepare_screening(args: argparse.Namespace, store: RecordStore) -> Screening
     runtime = load_runtime()
     keyring = Keyring.from_directory(args.keys or default_key_dir())
     bundle: Bundle = load_bundle(resolve_bundle_path(args.bundle), keyring)
+    check_app_version(bundle)
     classifier = Classifier(bundle, num_threads=args.threads, runtime=runtime)
     run_selftest(classifier)
     return Screening(bundle, classifier, store, locale=args.locale, backend="cpu")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cadr_device.bundle import Bundle, load_bundle
+from cadr_device.bundle import Bundle, check_app_version, load_bundle
 from cadr_device.bundle_location import locate_bundle
 from cadr_device.classifier import Classifier
 from cadr_device.config import DeviceConfig
@@ -65,6 +65,7 @@ def load_model(config: DeviceConfig, explicit_bundle: Path | None = None,
     try:
         location = locate_bundle(explicit_bundle, config.path_value("model.bundle"))
         bundle = load_bundle(location.path, Keyring.from_directory(key_dir))
+        check_app_version(bundle)
         classifier, backend_name, fallback_note = _build_classifier(
             bundle, config.get("model.backend"), config.get("model.num_threads"))
     except (BundleError, RuntimeLoadError) as e:

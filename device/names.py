@@ -1,7 +1,7 @@
 """Safe display form of file names that come from outside (replay folders, USB sticks).
 
 A POSIX file name is any byte string. Python decodes bytes that are not UTF-8 into lone
-surrogates, which ``json.dumps(...).encode()`` cannot write, and a name may hold
+surrogates, which ``json.dumps(...).encode()`` cannot write, and a name may contain
 newlines or terminal escapes that break table rows and log lines. :func:`display_name`
 is the one place that turns such a name into text fit for records, logs and the screen.
 """
@@ -9,9 +9,6 @@ is the one place that turns such a name into text fit for records, logs and the 
 from __future__ import annotations
 
 import os
-
-#: Stands in for each byte of a name that is not valid UTF-8.
-REPLACEMENT_CHARACTER = "\ufffd"
 
 
 def display_name(name: str | os.PathLike[str]) -> str:

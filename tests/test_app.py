@@ -627,3 +627,23 @@ def test_record_write_failure_is_not_inference(tmp_path: Path, tiny_bundle: Any,
     assert app.status.has(Condition.RECORD_FAILED)
     assert not app.status.has(Condition.INFERENCE_FAILING)
     assert record_files(tmp_path / "records") == []
+
+
+def test_bundle_for_newer_app_shows_no_model(tmp_path: Path, tiny_bundle: Any,
+                                             caplog: pytest.LogCaptureFixture) -> None:
+    from cadr_convert.bundle_writer import write_manifest
+    from cadr_convert.signing import load_private_key, sign_bundle
+
+    bundle = copy_bundle(tiny_bundle.bundle, tmp_path / "bundle")
+    manifest = yaml.safe_load((bundle / "manifest.yaml").read_text(encoding="utf-8"))
+    manifest.pop("files")
+    manifest["min_app_version"] = "99.0.0"
+    write_manifest(bundle, manifest)
+    sign_bundle(bundle, load_private_key(tiny_bundle.private_key))
+    config = replay_sections(tmp_path, tiny_bundle, count=1, model={"bundle": str(bundle)})
+
+    app = run_app(tmp_path, config)
+
+    assert app.status.has(Condition.NO_MODEL)
+    assert "needs cadr app 99.0.0 or newer" in caplog.text
+    assert record_files(tmp_path / "records") == []

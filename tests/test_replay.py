@@ -21,6 +21,7 @@ import yaml
 from device_bundle import DEMO_KEY, THRESHOLD, build_bundle
 from PIL import Image
 
+import cadr_device
 from cadr_convert.bundle_writer import write_manifest
 from cadr_convert.signing import load_private_key, sign_bundle
 from cadr_device import bundle_location, cli
@@ -469,3 +470,20 @@ def test_undecodable_and_control_names(tmp_path: Path, bundle_dir: Path,
     printed = capsys.readouterr().out
     assert "\x1b" not in printed
     assert sum(1 for line in printed.splitlines() if line.endswith(" ok")) == 4
+
+
+def test_bundle_for_newer_app_is_rejected(tmp_path: Path, images: Path, bundle_dir: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    bundle = tmp_path / "bundle"
+    shutil.copytree(bundle_dir, bundle)
+    _resign(bundle, {"min_app_version": "99.0.0"})
+    out = tmp_path / "out"
+
+    assert _replay(images, out, bundle) == 3
+
+    error = capsys.readouterr().err
+    assert str(bundle / "manifest.yaml") in error
+    assert "cadr-test@0.0.1 needs cadr app 99.0.0 or newer" in error
+    assert f"this app is {cadr_device.__version__}" in error
+    assert "update the app" in error
+    assert not (out / "results.jsonl").exists()
