@@ -182,11 +182,12 @@ def test_classes_match_in_brightness() -> None:
     assert abs(difference) < 1.5 * MAX_LUMA_DIFFERENCE, overall
 
 
-def test_hyperpigmentation_only_in_non_severe(
+def test_dark_confounders_only_in_non_severe(
         rendered: dict[str, list[generator.RenderedImage]]) -> None:
-    # The dark confounder of the non-severe class never appears in the severe class.
-    assert _coverage(rendered["severe"], "hyperpigmentation").max() == 0.0
-    assert (_coverage(rendered["non_severe"], "hyperpigmentation") > 0.0).mean() > 0.15
+    # The dark confounders of the non-severe class never appear in the severe class.
+    for feature in ("hyperpigmentation", "fixed_eruption"):
+        assert _coverage(rendered["severe"], feature).max() == 0.0, feature
+        assert (_coverage(rendered["non_severe"], feature) > 0.0).mean() > 0.15, feature
 
 
 def test_image_statistics_realistic(rendered: dict[str, list[generator.RenderedImage]]) -> None:

@@ -1,7 +1,8 @@
 """Schematic lesion patterns of the two classes, drawn onto a skin canvas.
 
 Non-severe patterns: morbilliform exanthem, typical targets of erythema multiforme,
-urticarial wheals and, as a dark confounder, post-inflammatory hyperpigmentation.
+urticarial wheals and, as dark confounders, fixed drug eruption and post-inflammatory
+hyperpigmentation.
 Severe (SJS/TEN) patterns: confluent dusky erythema, flat atypical targets, purpuric
 macules, flaccid blisters, erosions edged by wrinkled grey-white detaching epidermis, and
 haemorrhagic crusts. ``docs/lesion-generator.md`` lists the
@@ -33,7 +34,9 @@ DEEP_RED = (0.86, 0.42, 0.48)
 DUSKY = (0.66, 0.44, 0.58)
 DUSKY_DEEP = (0.48, 0.28, 0.42)
 PURPURA = (0.66, 0.36, 0.50)
-# Brown-grey: melanin left in the skin after inflammation; less blue than red, unlike dusky.
+# Violaceous brown of a fixed drug eruption: close to dusky erythema, a deliberate confounder.
+FIXED_ERUPTION = (0.62, 0.46, 0.50)
+# Brown-grey: melanin left in the skin after inflammation. Unlike dusky, less blue than red.
 HYPERPIGMENTATION = (0.70, 0.58, 0.50)
 
 # Colours blend over the skin (sRGB, 0..1).
@@ -45,7 +48,7 @@ WHEAL_PALLOR = (1.0, 0.93, 0.92)
 
 #: Feature layers recorded for every image, for tests and documentation.
 FEATURES = ("erythema", "target_centre", "dusky", "blister", "erosion", "detached_epidermis",
-            "crust", "wheal", "hyperpigmentation")
+            "crust", "wheal", "hyperpigmentation", "fixed_eruption")
 
 
 class Canvas:
@@ -118,9 +121,12 @@ CONFLUENT_RASH_PROBABILITY = 0.25
 #: Chance that a non-severe image also shows post-inflammatory hyperpigmentation.
 HYPERPIGMENTATION_PROBABILITY = 0.35
 
-#: Chance that a severe image is an early, sparse presentation: a few atypical targets or
-#: purpuric macules on otherwise normal skin, without confluent dusky erythema.
-SPARSE_SEVERE_PROBABILITY = 0.2
+#: Chance that a severe image is an early, sparse presentation: one to four pale atypical
+#: targets on otherwise normal skin, without confluent dusky erythema.
+SPARSE_SEVERE_PROBABILITY = 0.25
+
+#: Range of the canvas (as fractions of its side) that contains the sparse targets' centres.
+SPARSE_REGION = (0.33, 0.67)
 
 def morbilliform(canvas: Canvas, rng: np.random.Generator) -> None:
     """Draw many small pink-red macules and papules, partly merging into patches."""
@@ -161,6 +167,23 @@ def hyperpigmentation(canvas: Canvas, rng: np.random.Generator) -> None:
         mask = blob.disc(softness=0.5) * rng.uniform(0.5, 1.0)
         canvas.tint(mask, HYPERPIGMENTATION, blob.top, blob.left)
         canvas.record("hyperpigmentation", mask, blob.top, blob.left)
+
+
+def fixed_drug_eruption(canvas: Canvas, rng: np.random.Generator) -> None:
+    """Draw one to three round, sharply bordered violaceous-brown patches, flat and unblistered.
+
+    A localised fixed drug eruption is not SJS/TEN, but its dusky colour resembles it, so
+    only the shape (few, round, sharp-edged patches) tells them apart.
+    """
+    size = canvas.size
+    count = int(rng.integers(1, 4))
+    for cy, cx in scatter_points(rng, count, size):
+        blob = canvas.blob(rng, cy, cx, rng.uniform(14.0, 34.0),
+                           irregularity=rng.uniform(0.05, 0.15), elongation=rng.uniform(1.0, 1.4))
+        patch = blob.disc(softness=0.15) * rng.uniform(0.6, 1.0)
+        canvas.tint(blob.ring(0.9, 1.2, 0.2) * 0.5, ERYTHEMA, blob.top, blob.left)
+        canvas.tint(patch, FIXED_ERUPTION, blob.top, blob.left)
+        canvas.record("fixed_eruption", patch, blob.top, blob.left)
 
 
 def typical_targets(canvas: Canvas, rng: np.random.Generator) -> None:
@@ -218,17 +241,34 @@ def dusky_erythema(canvas: Canvas, rng: np.random.Generator) -> None:
 
 def atypical_targets(canvas: Canvas, rng: np.random.Generator) -> None:
     """Draw flat, irregular two-zone targets: a dusky or purpuric centre and a blurred red rim."""
-    size = canvas.size
     count = int(rng.integers(3, 16))
-    for cy, cx in scatter_points(rng, count, size, clusters=int(rng.integers(0, 3))):
+    points = scatter_points(rng, count, canvas.size, clusters=int(rng.integers(0, 3)))
+    _atypical_targets(canvas, rng, points, DUSKY_DEEP, blister_probability=0.25)
+
+
+def sparse_atypical_targets(canvas: Canvas, rng: np.random.Generator) -> None:
+    """Draw one to four paler atypical targets: an early presentation that is easy to miss.
+
+    The targets lie in the middle third of the canvas, inside the frame whatever the
+    rotation, so that every sparse image still shows its sign.
+    """
+    count = int(rng.integers(1, 5))
+    points = rng.uniform(SPARSE_REGION[0], SPARSE_REGION[1], size=(count, 2)) * canvas.size
+    _atypical_targets(canvas, rng, points, DUSKY, blister_probability=0.0)
+
+
+def _atypical_targets(canvas: Canvas, rng: np.random.Generator, points: np.ndarray,
+                      centre_tint: tuple[float, float, float], *,
+                      blister_probability: float) -> None:
+    for cy, cx in points:
         blob = canvas.blob(rng, cy, cx, rng.uniform(9.0, 26.0), irregularity=rng.uniform(0.2, 0.4))
         centre = blob.disc(softness=0.35) * smoothstep(0.65, 0.4, blob.distance)
         halo = blob.disc(softness=0.6)
         canvas.tint(halo * 0.7, ERYTHEMA, blob.top, blob.left)
-        canvas.tint(centre, DUSKY_DEEP, blob.top, blob.left)
+        canvas.tint(centre, centre_tint, blob.top, blob.left)
         canvas.record("dusky", centre, blob.top, blob.left)
         canvas.record("erythema", halo * 0.7, blob.top, blob.left)
-        if rng.random() < 0.25:
+        if rng.random() < blister_probability:
             _blister_in(canvas, rng, blob, 0.4)
 
 
@@ -354,10 +394,12 @@ NON_SEVERE_PATTERNS: dict[str, Pattern] = {
     "typical_targets": typical_targets,
     "urticarial_wheals": urticarial_wheals,
     "hyperpigmentation": hyperpigmentation,
+    "fixed_drug_eruption": fixed_drug_eruption,
 }
 SEVERE_PATTERNS: dict[str, Pattern] = {
     "dusky_erythema": dusky_erythema,
     "atypical_targets": atypical_targets,
+    "sparse_atypical_targets": sparse_atypical_targets,
     "purpuric_macules": purpuric_macules,
     "flaccid_blisters": flaccid_blisters,
     "erosions": erosions,
@@ -368,14 +410,15 @@ SEVERE_PATTERNS: dict[str, Pattern] = {
 def choose_patterns(rng: np.random.Generator, label: str) -> list[str]:
     """Pick the patterns of one image of class ``label`` ("non_severe" or "severe").
 
-    A non-severe image shows one or two of the rash patterns, and about a third also
-    show post-inflammatory hyperpigmentation. A severe image always shows dusky erythema
-    or atypical targets or purpura. A fifth are sparse early presentations with one of
-    atypical targets or purpura alone. Of the rest, about two thirds also show blisters,
-    erosions or crusts, and the others are early disease without epidermal detachment.
+    A non-severe image shows one or two of the rash patterns (a fixed drug eruption among
+    them), and about a third also show post-inflammatory hyperpigmentation. A severe image
+    always shows dusky erythema or atypical targets or purpura. A quarter are sparse early
+    presentations with a few pale atypical targets alone. Of the rest, about two thirds
+    also show blisters, erosions or crusts, and the others are early disease without
+    epidermal detachment.
     """
     if label == "non_severe":
-        names = ["morbilliform", "typical_targets", "urticarial_wheals"]
+        names = ["morbilliform", "typical_targets", "urticarial_wheals", "fixed_drug_eruption"]
         count = 1 if rng.random() < 0.7 else 2
         chosen = [str(n) for n in rng.choice(names, size=count, replace=False)]
         if rng.random() < HYPERPIGMENTATION_PROBABILITY:
@@ -384,10 +427,10 @@ def choose_patterns(rng: np.random.Generator, label: str) -> list[str]:
     if label != "severe":
         raise ValueError(f"label must be 'non_severe' or 'severe', got {label!r}")
 
-    early = ["atypical_targets", "purpuric_macules"]
     if rng.random() < SPARSE_SEVERE_PROBABILITY:
-        return [str(rng.choice(early))]
+        return ["sparse_atypical_targets"]
 
+    early = ["atypical_targets", "purpuric_macules"]
     chosen = []
     if rng.random() < 0.75:
         chosen.append("dusky_erythema")
