@@ -43,14 +43,15 @@ echo "== training" >&2
 "$BIN/cadr-train" --data "$WORK_DIR/data/train" --val "$WORK_DIR/data/val" \
     --out "$WORK_DIR/model/cadr-demo.keras" --input-size "$INPUT_SIZE" \
     --crop-fraction "$CROP_FRACTION" --architecture separable --alpha 1.0 \
-    --epochs 10 --patience 4 --batch-size 32 --learning-rate 0.002 --seed "$TRAIN_SEED"
+    --epochs 8 --patience 4 --batch-size 32 --learning-rate 0.002 --label-smoothing 0.1 \
+    --seed "$TRAIN_SEED"
 
 echo "== converting to $BUNDLE_DIR" >&2
 "$BIN/cadr-convert" --int8 "$WORK_DIR/model/cadr-demo.keras" \
     --calibration "$WORK_DIR/data/train" --validation "$WORK_DIR/data/val" \
     --out "$BUNDLE_DIR" --force \
     --signing-key models/keys/cadr-demo-signing-key.pem --demonstration-only \
-    --name cadr-demo --version 1.0.0 --intended-use "$INTENDED_USE" \
+    --name cadr-demo --version 1.1.0 --intended-use "$INTENDED_USE" \
     --crop-fraction "$CROP_FRACTION" --resample bilinear \
     --calibration-count 300 --seed 0 --target-sensitivity 0.90
 

@@ -19,6 +19,13 @@ MODEL_CARD = REPO / "models" / "README.md"
 # Card numbers are rounded to four decimals.
 CARD_TOLERANCE = 5e-5
 
+# Steps of the uint8 output (scale 1/256). A threshold on the top step, 255/256, flips on
+# one step of runtime difference, so the demonstration threshold must stay below it and
+# below MAX_THRESHOLD.
+OUTPUT_STEPS = 256
+TOP_OUTPUT_STEP = 255
+MAX_THRESHOLD = 0.95
+
 
 @pytest.fixture(scope="module")
 def bundle() -> Bundle:
@@ -42,7 +49,7 @@ def test_bundle_verifies_with_packaged_keys(bundle: Bundle) -> None:
 def test_manifest_identity(bundle: Bundle, card: dict[str, str]) -> None:
     manifest = bundle.manifest
     assert manifest.name == card["name"] == "cadr-demo"
-    assert manifest.version == card["version"] == "1.0.0"
+    assert manifest.version == card["version"] == "1.1.0"
     assert manifest.labels == ("non_severe", "severe")
     assert manifest.positive_label == "severe"
     assert "not for clinical use" in manifest.intended_use
@@ -64,6 +71,13 @@ def test_manifest_matches_card_decision(bundle: Bundle, card: dict[str, str]) ->
                                                  abs=CARD_TOLERANCE)
     assert decision.validation_images == int(card["val_images"])
     assert decision.sensitivity >= 0.90
+
+
+def test_threshold_below_top_step(bundle: Bundle) -> None:
+    threshold = bundle.manifest.decision.threshold
+    assert threshold < MAX_THRESHOLD
+    # The manifest stores the threshold rounded down to six decimals, so round to a step.
+    assert round(threshold * OUTPUT_STEPS) < TOP_OUTPUT_STEP
 
 
 def test_model_size_matches_card(bundle: Bundle, card: dict[str, str]) -> None:

@@ -1,5 +1,5 @@
 {
   "algorithm": "ed25519",
   "key_id": "c3eb980c456c0e09",
-  "signature": "dtHqVva0qWl9X/7TnZZazHOGJuJ3LqhMHPTHbICDL9BYNPZU1gUx1ErbG/ZBlHQzbbRoYal/atp7bRb4BPO/BQ=="
+  "signature": "9mTex97IeYjJStmrcGDMy+55WP/20ckOKSzPjtg8F0XNbybY3KAdMNlRfBDICsgtoIy7dPm+SVTQ21V4qjvrDg=="
 }
