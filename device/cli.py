@@ -15,7 +15,10 @@ Exit codes:
     1  another error (for example, the camera module is not installed)
     2  invalid command line
     3  the bundle is missing, malformed, tampered with, unsigned or needs a newer app
-    4  one or more images could not be screened (each is named on stderr and recorded)
+    4  one or more images could not be screened (each is named on stderr and recorded),
+       or a file or folder of the source could not be read (permission denied, broken
+       symbolic link, loop); hidden files and files without an image suffix are skipped
+       with a warning but do not change the exit code
     5  no TFLite runtime could be loaded
     6  the golden self-test failed, so nothing was screened
     7  a record could not be written (for example, the disk is full); the run stopped
@@ -44,7 +47,7 @@ from cadr_device.classifier import Classifier
 from cadr_device.durable import append_line, atomic_write, make_private_dir, repair_torn_tail
 from cadr_device.errors import CadrError, ImageError, RecordError
 from cadr_device.i18n import translator
-from cadr_device.images import iter_image_files, load_rgb
+from cadr_device.images import ImageScan, load_rgb, scan_image_files
 from cadr_device.names import display_name
 from cadr_device.pipeline import CaptureResult, Screening
 from cadr_device.records import RecordStore
@@ -83,6 +86,7 @@ STATUS_OK = _noop("ok")
 STATUS_FAILED = _noop("failed")
 NOT_SAVED = _noop("not saved")
 FOOTER_COUNTS = _noop("{total} images: {screened} screened, {failed} failed")
+FOOTER_SKIPPED = _noop("Files or folders skipped: {count} (see the log)")
 NO_RESULT = "-"
 
 
@@ -258,9 +262,11 @@ def replay(args: argparse.Namespace) -> int:
         0, or 4 when any image failed. A record that cannot be written stops the run
         with :class:`RecordError` (exit code 7).
     """
-    files = iter_image_files(args.source)
+    scan = scan_image_files(args.source)
+    files = scan.files
     if not files:
-        raise ImageError(args.source, "no image files found (JPEG, PNG, WebP, BMP or TIFF)")
+        raise ImageError(args.source, "no image files found (JPEG, PNG, WebP, BMP or TIFF)"
+                         + _skipped_note(scan))
 
     out: Path = args.out
     try:
@@ -288,9 +294,18 @@ def replay(args: argparse.Namespace) -> int:
             raise RecordError(row.result.error or "record not written")
 
     _ = translator(args.locale).gettext
-    print(format_table(rows, screening, _))
+    print(format_table(rows, screening, _, skipped=len(scan.skipped)))
     failed = sum(1 for row in rows if not row.result.ok)
-    return EXIT_IMAGES_FAILED if failed else EXIT_OK
+    if scan.unreadable:
+        logger.error("%d files or folders under %s could not be read; see the warnings above",
+                     len(scan.unreadable), display_name(args.source))
+    return EXIT_IMAGES_FAILED if failed or scan.unreadable else EXIT_OK
+
+
+def _skipped_note(scan: ImageScan) -> str:
+    if not scan.skipped:
+        return ""
+    return f"; skipped {len(scan.skipped)} other files or folders (see the log)"
 
 
 def _screen_file(screening: Screening, path: Path, source_root: Path, out: Path) -> Row:
@@ -345,8 +360,11 @@ def _result_line(row: Row, screening: Screening) -> bytes:
     return (json.dumps(entry, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
 
 
-def format_table(rows: list[Row], screening: Screening, _: Any) -> str:
-    """Return the summary table and its footer as display text in the chosen language."""
+def format_table(rows: list[Row], screening: Screening, _: Any, skipped: int = 0) -> str:
+    """Return the summary table and its footer as display text in the chosen language.
+
+    ``skipped`` is the number of files and folders of the source that were not screened.
+    """
     manifest = screening.bundle.manifest
     table = [[_(header) for header in HEADERS]]
     for row in rows:
@@ -371,6 +389,8 @@ def format_table(rows: list[Row], screening: Screening, _: Any) -> str:
     lines.append("")
     lines.append(_(FOOTER_COUNTS).format(total=len(rows), screened=len(rows) - failed,
                                          failed=failed))
+    if skipped:
+        lines.append(_(FOOTER_SKIPPED).format(count=skipped))
     lines.append(_(MODEL).format(model_id=manifest.model_id))
     lines.append(threshold_text(manifest, _))
     lines.extend(banner_lines(manifest, _))

@@ -8,14 +8,18 @@ naming the file when the file is empty, truncated, not an image, or too large.
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from cadr_device.errors import ImageError
+from cadr_device.names import display_name
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +41,9 @@ MAX_ASPECT = 20.0
 
 #: File suffixes the replay source treats as images.
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"})
+
+#: Skipped files and folders logged one by one; the rest are logged as one total.
+MAX_SKIPPED_LOGGED = 20
 
 #: Alpha is composited over this colour, so a transparent PNG area reads as white paper.
 ALPHA_BACKGROUND = (255, 255, 255)
@@ -75,6 +82,8 @@ def load_rgb(path: Path) -> Image.Image:
         raise ImageError(path, f"image is a decompression bomb ({e}); it was not decoded") from e
     except UnidentifiedImageError as e:
         raise ImageError(path, "not a recognised image file (JPEG, PNG, WebP, BMP or TIFF)") from e
+    except PermissionError as e:
+        raise ImageError(path, "permission denied; check the file's permissions") from e
     except (OSError, SyntaxError, ValueError) as e:
         # Pillow reports truncated or corrupt data as OSError, and some
         # malformed headers as SyntaxError or ValueError.
@@ -130,21 +139,141 @@ def _check_dimensions(path: Path, width: int, height: int) -> None:
         )
 
 
+@dataclass(frozen=True)
+class SkippedPath:
+    """A file or folder under the replay source that is not screened.
+
+    Attributes:
+        path: The file or folder.
+        reason: Why it is skipped, for the log.
+        unreadable: True when it could not be read (permission denied, broken symbolic
+            link, loop, I/O error), so the replay ends with exit code 4; False when it is
+            skipped by rule (hidden, not an image suffix).
+    """
+
+    path: Path
+    reason: str
+    unreadable: bool
+
+
+@dataclass
+class ImageScan:
+    """The image files of a replay source and what was skipped, both sorted."""
+
+    files: list[Path] = field(default_factory=list)
+    skipped: list[SkippedPath] = field(default_factory=list)
+
+    @property
+    def unreadable(self) -> list[SkippedPath]:
+        """The skipped paths that could not be read."""
+        return [item for item in self.skipped if item.unreadable]
+
+
 def iter_image_files(source: Path) -> list[Path]:
     """List the image files of ``source`` (a file, or a folder walked recursively), sorted.
 
-    Hidden files and folders are skipped. A single file is returned as given, whatever
-    its suffix, so that a wrong file named on the command line gets a clear error.
+    Every skipped file or folder is logged by :func:`scan_image_files`.
+
+    Raises:
+        ImageError: If ``source`` does not exist or cannot be listed.
+    """
+    return scan_image_files(source).files
+
+
+def scan_image_files(source: Path) -> ImageScan:
+    """Walk ``source`` for image files and log a warning for each path skipped.
+
+    A single file is returned as given, whatever its suffix, so that a wrong file named
+    on the command line gets a clear error. In a folder, hidden files and folders, files
+    without an image suffix (:data:`IMAGE_SUFFIXES`), broken symbolic links, symbolic
+    link loops and folders that cannot be listed are skipped. Symbolic links to folders
+    are followed unless they point back to a folder being walked (a loop).
+
+    Raises:
+        ImageError: If ``source`` does not exist or cannot be listed.
     """
     if source.is_file():
-        return [source]
+        return ImageScan(files=[source])
     if not source.is_dir():
         raise ImageError(source, "no such file or folder")
 
-    found = [
-        p for p in source.rglob("*")
-        if p.is_file()
-        and p.suffix.lower() in IMAGE_SUFFIXES
-        and not any(part.startswith(".") for part in p.relative_to(source).parts)
-    ]
-    return sorted(found)
+    scan = ImageScan()
+    try:
+        source_entries = _list_folder(source)
+    except OSError as e:
+        raise ImageError(source, f"cannot list the folder: {_os_reason(e)}") from e
+    _walk(source_entries, scan, visited={_folder_key(source)})
+    scan.files.sort()
+    scan.skipped.sort(key=lambda item: item.path)
+    _log_skipped(source, scan.skipped)
+    return scan
+
+
+def _list_folder(folder: Path) -> list[os.DirEntry[str]]:
+    with os.scandir(folder) as entries:
+        return sorted(entries, key=lambda entry: entry.name)
+
+
+def _walk(entries: list[os.DirEntry[str]], scan: ImageScan, visited: set[tuple[int, int]],
+          ) -> None:
+    for entry in entries:
+        path = Path(entry.path)
+        if entry.name.startswith("."):
+            kind = "folder" if entry.is_dir() else "file"
+            scan.skipped.append(SkippedPath(path, f"hidden {kind}", unreadable=False))
+            continue
+
+        try:
+            is_dir = entry.is_dir()
+            is_file = entry.is_file()
+            if entry.is_symlink():
+                os.stat(path)  # raises for a broken link or a loop
+        except OSError as e:
+            scan.skipped.append(SkippedPath(path, _os_reason(e), unreadable=True))
+            continue
+
+        if is_dir:
+            key = _folder_key(path)
+            if key in visited:
+                scan.skipped.append(SkippedPath(
+                    path, "symbolic link loop; the folder was already walked", unreadable=True))
+                continue
+            try:
+                children = _list_folder(path)
+            except OSError as e:
+                scan.skipped.append(SkippedPath(path, f"cannot list the folder: {_os_reason(e)}",
+                                                unreadable=True))
+                continue
+            _walk(children, scan, visited | {key})
+        elif not is_file:
+            scan.skipped.append(SkippedPath(path, "not a regular file", unreadable=False))
+        elif path.suffix.lower() not in IMAGE_SUFFIXES:
+            suffix = path.suffix or "no suffix"
+            scan.skipped.append(SkippedPath(
+                path, f"not an image suffix ({suffix}); convert it to JPEG or PNG to screen it",
+                unreadable=False))
+        else:
+            scan.files.append(path)
+
+
+def _folder_key(folder: Path) -> tuple[int, int]:
+    status = os.stat(folder)
+    return status.st_dev, status.st_ino
+
+
+def _os_reason(error: OSError) -> str:
+    if isinstance(error, PermissionError):
+        return "permission denied; check the folder's permissions"
+    if error.errno == errno.ELOOP:
+        return "symbolic link loop; fix or remove the link"
+    if isinstance(error, FileNotFoundError):
+        return "broken symbolic link; its target does not exist"
+    return f"cannot read ({error.strerror or error})"
+
+
+def _log_skipped(source: Path, skipped: list[SkippedPath]) -> None:
+    for item in skipped[:MAX_SKIPPED_LOGGED]:
+        logger.warning("Skipped %s: %s", display_name(item.path), item.reason)
+    if len(skipped) > MAX_SKIPPED_LOGGED:
+        logger.warning("Skipped %d files and folders under %s in all; only the first %d are "
+                       "logged", len(skipped), display_name(source), MAX_SKIPPED_LOGGED)

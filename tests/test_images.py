@@ -6,21 +6,27 @@ and screened through the real ``cadr-device`` replay with a real LiteRT interpre
 
 from __future__ import annotations
 
+import errno
 import io
 import json
+import logging
+import os
 import struct
 import subprocess
 import sys
 import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from device_bundle import build_bundle
 from PIL import Image
 
+from cadr_device import images
 from cadr_device.cli import main
-from cadr_device.images import load_rgb
+from cadr_device.errors import ImageError
+from cadr_device.images import MAX_SKIPPED_LOGGED, load_rgb, scan_image_files
 
 pytestmark = pytest.mark.slow
 
@@ -230,3 +236,131 @@ def test_exif_orientations_give_upright_probability(tmp_path: Path, bundle_dir: 
     assert results["turned_no_exif.png"]["probability"] != expected
     for orientation in STORED_FROM_UPRIGHT:
         assert results[f"orientation_{orientation}.png"]["probability"] == expected, orientation
+
+
+def _skip_tree(source: Path) -> None:
+    """Write one screenable image and one path of each kind the replay skips."""
+    source.mkdir()
+    _noise(np.random.default_rng(4), 160, 120).save(source / "good.jpg", quality=90)
+    (source / "photo.HEIC").write_bytes(b"HEIC data the device cannot decode")
+    (source / "upload.jpg.part").write_bytes(b"half a JPEG")
+    (source / ".hidden.jpg").write_bytes(b"hidden")
+    (source / "dangling.jpg").symlink_to(source / "gone.jpg")
+    (source / "self.jpg").symlink_to(source / "self.jpg")
+    (source / "ward").mkdir()
+    (source / "ward" / "back-to-top").symlink_to(source)
+
+
+def test_scan_reports_each_skipped_path(tmp_path: Path,
+                                        caplog: pytest.LogCaptureFixture) -> None:
+    source = tmp_path / "images"
+    _skip_tree(source)
+
+    with caplog.at_level(logging.WARNING, logger="cadr_device.images"):
+        scan = scan_image_files(source)
+
+    assert scan.files == [source / "good.jpg"]
+    reasons = {item.path.name: item.reason for item in scan.skipped}
+    assert set(reasons) == {"photo.HEIC", "upload.jpg.part", ".hidden.jpg", "dangling.jpg",
+                            "self.jpg", "back-to-top"}
+    assert "not an image suffix (.HEIC)" in reasons["photo.HEIC"]
+    assert "not an image suffix (.part)" in reasons["upload.jpg.part"]
+    assert reasons[".hidden.jpg"] == "hidden file"
+    assert "broken symbolic link" in reasons["dangling.jpg"]
+    assert "symbolic link loop" in reasons["self.jpg"]
+    assert "symbolic link loop" in reasons["back-to-top"]
+    assert {item.path.name for item in scan.unreadable} == {"dangling.jpg", "self.jpg",
+                                                           "back-to-top"}
+    assert len([r for r in caplog.records if r.message.startswith("Skipped ")]) == 6
+
+
+def test_scan_caps_skipped_warnings(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    for number in range(MAX_SKIPPED_LOGGED + 5):
+        (tmp_path / f"note_{number:02d}.txt").write_text("not an image")
+
+    with caplog.at_level(logging.WARNING, logger="cadr_device.images"):
+        scan = scan_image_files(tmp_path)
+
+    assert len(scan.skipped) == MAX_SKIPPED_LOGGED + 5
+    messages = [r.message for r in caplog.records]
+    assert len(messages) == MAX_SKIPPED_LOGGED + 1
+    assert f"Skipped {MAX_SKIPPED_LOGGED + 5} files and folders" in messages[-1]
+
+
+def _deny(monkeypatch: pytest.MonkeyPatch, denied: Path) -> None:
+    """Make listing ``denied`` fail; root, which runs CI, may list any folder."""
+    real_scandir = os.scandir
+
+    def scandir(path: Any) -> Any:
+        if Path(path) == denied:
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(images.os, "scandir", scandir)
+
+
+def test_unreadable_subfolder_fails_replay(tmp_path: Path, bundle_dir: Path,
+                                           monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture[str],
+                                           caplog: pytest.LogCaptureFixture) -> None:
+    source = tmp_path / "images"
+    _skip_tree(source)
+    (source / "locked").mkdir()
+    _deny(monkeypatch, source / "locked")
+    out = tmp_path / "out"
+
+    code = main(["--source", str(source), "--out", str(out), "--bundle", str(bundle_dir),
+                 "--headless", "--locale", "en"])
+
+    assert code == 4
+    assert "locked: cannot list the folder: permission denied; check the folder's " \
+        "permissions" in caplog.text
+    printed = capsys.readouterr().out
+    assert "Files or folders skipped: 7 (see the log)" in printed
+    assert "good.jpg" in printed
+
+
+def test_skipped_non_images_keep_exit_zero(tmp_path: Path, bundle_dir: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    source = tmp_path / "images"
+    source.mkdir()
+    _noise(np.random.default_rng(4), 160, 120).save(source / "good.jpg", quality=90)
+    (source / "photo.HEIC").write_bytes(b"HEIC")
+    (source / ".DS_Store").write_bytes(b"finder")
+    out = tmp_path / "out"
+
+    code = main(["--source", str(source), "--out", str(out), "--bundle", str(bundle_dir),
+                 "--headless", "--locale", "en", "--log-level", "ERROR"])
+
+    assert code == 0
+    assert "Files or folders skipped: 2 (see the log)" in capsys.readouterr().out
+
+
+def test_unreadable_top_folder_names_permission(tmp_path: Path, bundle_dir: Path,
+                                                monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    source = tmp_path / "images"
+    source.mkdir()
+    _deny(monkeypatch, source)
+
+    code = main(["--source", str(source), "--out", str(tmp_path / "out"),
+                 "--bundle", str(bundle_dir), "--headless", "--log-level", "ERROR"])
+
+    assert code == 4
+    error = capsys.readouterr().err
+    assert "cannot list the folder: permission denied" in error
+    assert "no image files found" not in error
+
+
+def test_unreadable_image_says_permission_denied(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "locked.jpg"
+    _noise(np.random.default_rng(4), 160, 120).save(path, quality=90)
+
+    def denied(fp: Any, *args: Any, **kwargs: Any) -> Any:
+        raise PermissionError(errno.EACCES, "Permission denied", str(fp))
+
+    monkeypatch.setattr(images.Image, "open", denied)
+
+    with pytest.raises(ImageError, match="permission denied; check the file's permissions"):
+        load_rgb(path)
