@@ -90,6 +90,9 @@ logger = logging.getLogger(__name__)
 
 _SELFTEST_OUTPUT_TAIL_CHARS = 800
 
+#: Folder under a scan's ``--archive`` directory that receives every failed inbox entry.
+REJECTED_ARCHIVE_DIR = "rejected"
+
 
 @dataclass
 class ScanSummary:
@@ -395,14 +398,21 @@ class Updater:
         """Install every ``*.cadrpkg`` in ``directory``, oldest bundle version first.
 
         Packages that are not newer than the running bundle by the time their turn comes
-        are skipped and recorded. With ``archive``, each processed package file is moved
-        there so a watched inbox empties.
+        are skipped and recorded. With ``archive``, each installed or skipped package is
+        moved there and each failed entry (of any file type) to ``archive/rejected``, so a
+        watched inbox empties. Entries are renamed, never opened, when moved.
         """
         summary = ScanSummary()
         if not directory.is_dir():
             raise StoreError(f"{directory}: scan directory not found")
         with self._session():
-            for path in self._ordered_packages(directory, summary):
+            ordered, unreadable = self._ordered_packages(directory, summary)
+            if archive is not None:
+                for path in unreadable:
+                    self._archive(path, archive / REJECTED_ARCHIVE_DIR)
+
+            for path in ordered:
+                destination = archive
                 try:
                     summary.installed.append(self._install_locked(path))
                 except NotNewerError:
@@ -410,14 +420,18 @@ class Updater:
                 except UpdateError as e:
                     logger.error("Package %s failed: %s", path, e)
                     summary.failed.append((path.name, e))
-                if archive is not None:
-                    self._archive(path, archive)
+                    destination = None if archive is None else archive / REJECTED_ARCHIVE_DIR
+                if destination is not None:
+                    self._archive(path, destination)
         return summary
 
-    def _ordered_packages(self, directory: Path, summary: ScanSummary) -> list[Path]:
+    def _ordered_packages(self, directory: Path,
+                          summary: ScanSummary) -> tuple[list[Path], list[Path]]:
+        """Return the readable packages in install order and the entries rejected unread."""
         candidates = sorted(p for p in directory.iterdir()
                             if p.name.endswith(PACKAGE_SUFFIX) and not p.name.startswith("."))
         versioned = []
+        unreadable = []
         for path in candidates:
             try:
                 identity = read_package_identity(path, self.config.limits)
@@ -425,21 +439,35 @@ class Updater:
                 self.audit.append({"action": "install", "package": path.name,
                                    "outcome": "failed", "reason": e.reason, "detail": str(e)})
                 summary.failed.append((path.name, e))
+                unreadable.append(path)
                 continue
             # Apps first, so that a bundle needing the new app installs after it.
             order = 0 if identity.kind == KIND_APP else 1
             versioned.append((order, parse_version(identity.bundle_version), path))
         logger.info("Scan of %s found %d packages", directory, len(candidates))
-        return [path for _, _, path in sorted(versioned)]
+        return [path for _, _, path in sorted(versioned)], unreadable
 
     def _archive(self, path: Path, archive: Path) -> None:
-        archive.mkdir(mode=0o755, parents=True, exist_ok=True)
-        destination = archive / f"{utc_now().replace(':', '')}-{path.name}"
+        """Rename ``path`` into ``archive``; log the entry and the fix when that fails.
+
+        A rename never opens the entry, so a FIFO, device node, symbolic link or directory
+        moves like a file.
+        """
+        stamp = utc_now().replace(":", "")
+        destination = archive / f"{stamp}-{path.name}"
         try:
-            os.replace(path, destination)
+            archive.mkdir(mode=0o755, parents=True, exist_ok=True)
+            copy = 1
+            while destination.exists() or destination.is_symlink():
+                copy += 1
+                destination = archive / f"{stamp}-{copy}-{path.name}"
+            os.rename(path, destination)
         except OSError as e:
-            logger.error("Cannot move %s to %s (%s); it will be scanned again", path,
-                         destination, e.strerror)
+            logger.error("Cannot move %s to %s (%s), so every later scan finds it again; "
+                         "remove it by hand (rm -r -- %s) and see docs/updates.md if "
+                         "cadr-update.path stopped", path, archive, e.strerror or e, path)
+            return
+        logger.info("Moved %s to %s", path.name, destination)
 
     # Rollback ------------------------------------------------------------------------------
 

@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import re
+import stat
 import tarfile
 import tempfile
 from collections.abc import Iterator
@@ -439,19 +440,53 @@ def _string_field(path: Path, data: dict[str, Any], key: str) -> str:
     return value
 
 
+_SPECIAL_ENTRY_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
+                        (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                        (stat.S_ISSOCK, "a socket"))
+
+
 @contextmanager
 def _open_package(path: Path) -> Iterator[tarfile.TarFile]:
-    if path.is_symlink() or not path.is_file():
-        raise PackageError(path, "package not found or not a regular file")
+    if not os.path.lexists(path):
+        raise PackageError(path, "package not found")
+    kind = _entry_kind(path)
+    if kind is not None:
+        raise PackageError(path, f"package is {kind}, not a regular file; copy the package "
+                           "file itself")
+
+    # An entry swapped for a FIFO after the lstat above must not block, so the open is
+    # O_NONBLOCK and fstat checks the type again. Regular files ignore O_NONBLOCK.
     try:
-        archive = tarfile.open(path, mode="r:")
-    except (tarfile.TarError, OSError) as e:
-        raise PackageError(path, f"not an uncompressed tar file ({e}); build packages with "
-                           "cadr-package pack") from e
-    try:
-        yield archive
-    finally:
-        archive.close()
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as e:
+        raise PackageError(path, f"package cannot be opened ({e.strerror})") from e
+    with os.fdopen(descriptor, "rb") as file:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise PackageError(path, "package was replaced by something other than a regular "
+                               "file while it was read; copy the package file itself")
+        try:
+            archive = tarfile.open(name=str(path), fileobj=file, mode="r:")
+        except (tarfile.TarError, OSError) as e:
+            raise PackageError(path, f"not an uncompressed tar file ({e}); build packages "
+                               "with cadr-package pack") from e
+        try:
+            yield archive
+        finally:
+            archive.close()
+
+
+def _entry_kind(path: Path) -> str | None:
+    """Describe a path that is not a regular file, from ``lstat`` alone; None for a file.
+
+    Neither follows a symbolic link nor opens the entry, so a FIFO or device cannot block.
+    """
+    mode = os.lstat(path).st_mode
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISLNK(mode):
+        return f"a symbolic link to {os.readlink(path)}"
+    return next((kind for is_kind, kind in _SPECIAL_ENTRY_KINDS if is_kind(mode)),
+                "a special file")
 
 
 def _checked_members(path: Path, archive: tarfile.TarFile,
