@@ -110,6 +110,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command is None:
             if args.source is None or args.out is None:
                 parser.error("replay needs --source and --out (or use a subcommand)")
+            if _is_inside(args.out, args.source):
+                parser.error(f"--out {args.out} is inside --source {args.source}, so a later "
+                             "run would screen this run's outputs; choose an --out folder "
+                             "outside the source")
             if _has_results(args.out) and not args.force:
                 parser.error(f"{args.out} already contains results of an earlier run; pass "
                              "--force to add this run to them, or choose another --out")
@@ -326,6 +330,15 @@ def _screen_file(screening: Screening, path: Path, source_root: Path, out: Path)
         except OSError as e:
             raise RecordError(f"{target}: cannot write the annotated copy ({e.strerror})") from e
     return Row(shown_name, result, (time.perf_counter() - start) * 1000.0)
+
+
+def _is_inside(out: Path, source: Path) -> bool:
+    """Return whether ``out`` is the folder ``source`` or under it, after resolving links."""
+    if not source.is_dir():
+        return False
+    resolved_out = out.resolve()
+    resolved_source = source.resolve()
+    return resolved_out == resolved_source or resolved_source in resolved_out.parents
 
 
 def _has_results(out: Path) -> bool:

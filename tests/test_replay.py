@@ -487,3 +487,22 @@ def test_bundle_for_newer_app_is_rejected(tmp_path: Path, images: Path, bundle_d
     assert f"this app is {cadr_device.__version__}" in error
     assert "update the app" in error
     assert not (out / "results.jsonl").exists()
+
+
+@pytest.mark.parametrize("out_name", [".", "out", "ward-b/out"])
+def test_out_inside_source_is_rejected(images: Path, bundle_dir: Path, out_name: str,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    out = images / out_name
+
+    with pytest.raises(SystemExit) as raised:
+        _replay(images, out, bundle_dir)
+
+    assert raised.value.code == 2
+    assert "is inside --source" in capsys.readouterr().err
+    assert not (images / "out").exists()
+    assert not (images / "results.jsonl").exists()
+
+
+def test_out_beside_source_is_accepted(tmp_path: Path, images: Path, bundle_dir: Path) -> None:
+    # A sibling whose name starts with the source's name is not inside it.
+    assert _replay(images, tmp_path / "images-out", bundle_dir) == 0
