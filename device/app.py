@@ -38,6 +38,7 @@ from cadr_device.capture import CaptureTaker
 from cadr_device.config import DEFAULT_CONFIG_PATH, DeviceConfig, config_from_options
 from cadr_device.errors import ImageError, RecordError
 from cadr_device.i18n import translator
+from cadr_device.instance import InstanceLock
 from cadr_device.live import LiveScreening
 from cadr_device.model_setup import LoadedModel, load_model
 from cadr_device.names import display_name
@@ -87,14 +88,18 @@ def run_camera(options: argparse.Namespace) -> int:
 
     Raises:
         ConfigError: The configuration is invalid (exit code 2), naming the key.
+        AlreadyRunningError: Another app runs with the same runtime directory (exit code 10).
         CameraError: No camera could be opened (exit code 8).
     """
     options = _with_default_config(options)
     config = config_from_options(options)
-    app = CameraApp(config, Notifier.from_environment(),
-                    max_frames=getattr(options, "max_frames", None),
-                    bundle_flag=getattr(options, "bundle", None))
-    return app.run()
+    runtime_dir = config.path_value("runtime.directory")
+    assert runtime_dir is not None  # noqa: S101 - the setting is not nullable
+    with InstanceLock(runtime_dir):
+        app = CameraApp(config, Notifier.from_environment(),
+                        max_frames=getattr(options, "max_frames", None),
+                        bundle_flag=getattr(options, "bundle", None))
+        return app.run()
 
 
 def request_capture(options: argparse.Namespace) -> int:

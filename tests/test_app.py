@@ -584,6 +584,36 @@ def test_capture_command_signals_app(tmp_path: Path, tiny_bundle: Any) -> None:
     assert not (tmp_path / "run" / "cadr-device.pid").exists()
 
 
+
+def test_second_app_same_runtime_dir_exits(tmp_path: Path, tiny_bundle: Any) -> None:
+    config_sections = replay_sections(tmp_path, tiny_bundle, count=1,
+                                      replay={"loop": True, "auto_capture": False},
+                                      camera={"frame_rate_hz": 20.0})
+    config = write_config(tmp_path / "device.yaml", config_sections)
+    command = [sys.executable, "-m", "cadr_device.cli"]
+    first = subprocess.Popen([*command, "run", "--config", str(config)],
+                             stderr=subprocess.PIPE, text=True)
+    pid_file = tmp_path / "run" / "cadr-device.pid"
+    try:
+        wait_until(pid_file.exists, "the first app's pid file")
+
+        second = subprocess.run([*command, "run", "--config", str(config)],
+                                capture_output=True, text=True, timeout=120, check=False)
+
+        assert second.returncode == 10, second.stderr
+        assert "another 'cadr-device run' is already running" in second.stderr
+        assert pid_file.read_text(encoding="ascii").strip() == str(first.pid)
+        sent = subprocess.run([*command, "capture", "--config", str(config)],
+                              capture_output=True, text=True, timeout=60, check=False)
+        assert sent.returncode == 0, sent.stderr
+        wait_until(lambda: bool(record_files(tmp_path / "records")), "a record")
+    finally:
+        first.send_signal(signal.SIGTERM)
+        _, stderr = first.communicate(timeout=60)
+
+    assert first.returncode == 0, stderr
+
+
 def wait_until(condition: Any, what: str, attempts: int = 1200) -> None:
     """Poll ``condition`` every 0.1 s; fail naming ``what`` after ``attempts`` polls."""
     for _ in range(attempts):
