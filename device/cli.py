@@ -10,10 +10,10 @@ self-test and then screens every image, writing ``OUT/records/`` (the record sto
 summary table. This module is the one error boundary: it maps exceptions to the exit
 codes below and prints one line to stderr.
 
-Exit codes:
-    0  every image was screened and recorded
+Exit codes (also in ``docs/records.md``):
+    0  every image was screened and recorded; ``run`` stopped normally; ``capture`` sent
     1  another error (for example, the camera module is not installed)
-    2  invalid command line
+    2  invalid command line or device configuration, or ``--out`` inside ``--source``
     3  the bundle is missing, malformed, tampered with, unsigned or needs a newer app
     4  one or more images could not be screened (each is named on stderr and recorded),
        or a file or folder of the source could not be read (permission denied, broken
@@ -22,6 +22,10 @@ Exit codes:
     5  no TFLite runtime could be loaded
     6  the golden self-test failed, so nothing was screened
     7  a record could not be written (for example, the disk is full); the run stopped
+    8  ``run``: no camera could be opened, ``--replay`` has no image files, or camera
+       frames kept failing
+    9  ``capture``: the request could not be delivered to a running app
+    10  ``run``: another app already uses the same runtime directory
     130  interrupted
 """
 
@@ -137,8 +141,11 @@ def build_parser() -> argparse.ArgumentParser:
         "reactions (SJS/TEN) with a signed int8 model bundle. Without a subcommand, replay "
         "image files. Every result is a screening aid, not a diagnosis.",
         epilog="Subcommands: 'run' (camera app), 'capture' (ask the running app for a "
-        "capture), 'records list|export'. Exit codes: 0 ok, 1 other error, 2 usage, "
-        "3 bundle, 4 image(s) failed, 5 runtime, 6 self-test, 7 record not written, "
+        "capture), 'records list|export'. Exit codes: 0 ok; 1 other error; 2 invalid "
+        "command line or configuration; 3 bundle missing, invalid or needing a newer app; "
+        "4 an image or source folder could not be screened; 5 no TFLite runtime; "
+        "6 self-test failed; 7 record not written; 8 camera failed (run); 9 capture "
+        "request not delivered (capture); 10 another app uses the runtime directory (run); "
         "130 interrupted.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")

@@ -506,3 +506,29 @@ def test_out_inside_source_is_rejected(images: Path, bundle_dir: Path, out_name:
 def test_out_beside_source_is_accepted(tmp_path: Path, images: Path, bundle_dir: Path) -> None:
     # A sibling whose name starts with the source's name is not inside it.
     assert _replay(images, tmp_path / "images-out", bundle_dir) == 0
+
+
+def test_help_and_docs_list_every_exit_code(capsys: pytest.CaptureFixture[str]) -> None:
+    from cadr_device.camera import CameraError
+    from cadr_device.errors import (
+        BundleError,
+        ImageError,
+        RecordError,
+        RuntimeLoadError,
+        SelfTestError,
+    )
+    from cadr_device.instance import AlreadyRunningError
+    from cadr_device.triggers import TriggerError
+
+    codes = {0, 1, 2, 130} | {error.exit_code for error in (
+        BundleError, ImageError, RuntimeLoadError, SelfTestError, RecordError, CameraError,
+        TriggerError, AlreadyRunningError)}
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "records.md").read_text(
+        encoding="utf-8")
+
+    for code in sorted(codes):
+        assert f" {code} " in help_text, f"--help does not list exit code {code}"
+        assert f"| {code} |" in docs, f"docs/records.md does not list exit code {code}"
