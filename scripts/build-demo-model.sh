@@ -5,6 +5,8 @@
 # test; seeds 101, 202, 303), train the classifier with cadr-train, convert it with
 # cadr-convert --int8 (threshold for 0.90 sensitivity on the validation set), then score
 # float and int8 models on the test set that neither training nor the threshold saw.
+# The bundle also carries the IMX500 network (packerOut.zip) for the Raspberry Pi AI
+# Camera, so `make imx500-toolchain` must have run first.
 # The training images are not kept in the repository; this script makes them again.
 #
 # Usage: scripts/build-demo-model.sh [WORK_DIR] [BUNDLE_DIR]
@@ -53,7 +55,7 @@ echo "== converting to $BUNDLE_DIR" >&2
     --signing-key models/keys/cadr-demo-signing-key.pem --demonstration-only \
     --name cadr-demo --version 1.1.0 --intended-use "$INTENDED_USE" \
     --crop-fraction "$CROP_FRACTION" --resample bilinear \
-    --calibration-count 300 --seed 0 --target-sensitivity 0.90
+    --calibration-count 300 --seed 0 --target-sensitivity 0.90 --target imx500
 
 echo "== scoring float and int8 models on the test set" >&2
 "$BIN/python" -m cadr_convert.train.evaluate --model "$WORK_DIR/model/cadr-demo.keras" \

@@ -1,5 +1,5 @@
 {
   "algorithm": "ed25519",
   "key_id": "c3eb980c456c0e09",
-  "signature": "9mTex97IeYjJStmrcGDMy+55WP/20ckOKSzPjtg8F0XNbybY3KAdMNlRfBDICsgtoIy7dPm+SVTQ21V4qjvrDg=="
+  "signature": "Pm7298RXY+F7am4r2p9SApC1DccHY8zyd6gBugeVqxwktZtNzxPftykXoYPY4Ck46HKriSqxcFFvv2oj6nqrCw=="
 }
