@@ -69,6 +69,9 @@ def load_bundle(path: Path, keyring: Keyring) -> Bundle:
         BundleError: Naming the file and, for manifest problems, the field; its subclass
             SignatureError when the signature does not verify.
     """
+    if path.is_file():
+        raise BundleError(path, "is a file, not a bundle directory; pass the folder that "
+                          "contains manifest.yaml and the model")
     if not path.is_dir():
         raise BundleError(path, "bundle directory not found; pass --bundle with a bundle made "
                           "by cadr-convert")

@@ -71,6 +71,9 @@ EXIT_INTERRUPTED = 130
 DEFAULT_CONFIG = Path("/etc/cadr/device.yaml")
 DEFAULT_RECORDS_DIR = Path("/var/lib/cadr/records")
 DEFAULT_THREADS = 2
+#: Interpreter thread range, the same as the configuration's ``model.num_threads``.
+MIN_THREADS = 1
+MAX_THREADS = 16
 
 RECORDS_SUBDIR = "records"
 ANNOTATED_SUBDIR = "annotated"
@@ -89,7 +92,8 @@ HEADERS = (_noop("File"), _noop("Label"), _noop("Probability"), _noop("Threshold
 STATUS_OK = _noop("ok")
 STATUS_FAILED = _noop("failed")
 NOT_SAVED = _noop("not saved")
-FOOTER_COUNTS = _noop("{total} images: {screened} screened, {failed} failed")
+# Counts come after a colon, so one wording fits every number without plural forms.
+FOOTER_COUNTS = _noop("Images: {total} (screened: {screened}, failed: {failed})")
 FOOTER_SKIPPED = _noop("Files or folders skipped: {count} (see the log)")
 NO_RESULT = "-"
 
@@ -167,24 +171,26 @@ def build_parser() -> argparse.ArgumentParser:
                                 help="allow an --out folder that already contains results; this "
                                 "run is appended to them and no record is deleted")
     _add_common(replay_options)
-    replay_options.add_argument("--threads", type=_positive_int, default=DEFAULT_THREADS,
+    replay_options.add_argument("--threads", type=_thread_count, default=DEFAULT_THREADS,
                                 metavar="N",
-                                help=f"CPU threads of the TFLite interpreter "
-                                f"(default: {DEFAULT_THREADS})")
+                                help=f"CPU threads of the TFLite interpreter, {MIN_THREADS} to "
+                                f"{MAX_THREADS} (default: {DEFAULT_THREADS})")
 
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, text in (("run", "run the camera app (needs the camera module)"),
+    for name, text in (("run", "run the camera app on the Raspberry Pi camera, or on image "
+                        "files with --replay"),
                        ("capture", "ask the running camera app to take a capture")):
         sub = commands.add_parser(name, help=text, description=text)
         sub.add_argument("--config", type=Path, default=DEFAULT_CONFIG,
                          help=f"device configuration file (default: {DEFAULT_CONFIG})")
-        _add_common(sub)
-        sub.add_argument("--records", type=Path, default=None,
-                         help=f"records folder (default: the configuration's, else "
-                         f"{DEFAULT_RECORDS_DIR})")
+        if name == "run":
+            _add_common(sub)
+            sub.add_argument("--records", type=Path, default=None,
+                             help=f"records folder (default: the configuration's, else "
+                             f"{DEFAULT_RECORDS_DIR})")
         sub.add_argument("--runtime-dir", type=Path, default=None,
-                         help="folder of the app's pid file (default: runtime.directory of "
-                         "the configuration, /run/cadr)")
+                         help="folder of the app's pid file and lock (default: "
+                         "runtime.directory of the configuration, /run/cadr)")
         if name == "run":
             _add_camera_run_options(sub)
 
@@ -229,6 +235,13 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _thread_count(text: str) -> int:
+    value = _positive_int(text)
+    if value > MAX_THREADS:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_THREADS}, got {value}")
     return value
 
 
@@ -288,8 +301,8 @@ def replay(args: argparse.Namespace) -> int:
     screening = prepare_screening(args, store)
     results_path = out / RESULTS_NAME
     repair_torn_tail(results_path)
-    logger.info("Screening %d files from %s with model %s", len(files),
-                display_name(args.source), screening.model_id)
+    logger.info("Screening files from %s with model %s: %d", display_name(args.source),
+                screening.model_id, len(files))
 
     rows = []
     for path in files:
@@ -436,7 +449,7 @@ def _records(args: argparse.Namespace) -> int:
 
     if args.records_command == "export":
         count = store.export(args.dest)
-        print(f"{count} records exported to {args.dest}")
+        print(f"Records exported to {args.dest}: {count}")
         return EXIT_OK
 
     # Entries are streamed, so listing 100,000 records does not hold them all in memory.
@@ -451,7 +464,7 @@ def _records(args: argparse.Namespace) -> int:
               f"{entry.get('label') or '-':12}  {entry.get('model_id') or '-'}  "
               f"{entry.get('source') or '-'}")
         count += 1
-    print(f"{count} records in {root}")
+    print(f"Records in {root}: {count}")
     return EXIT_OK
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,7 +80,7 @@ def load_rgb(path: Path) -> Image.Image:
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise ImageError(path, f"image is a decompression bomb ({e}); it was not decoded") from e
+        raise ImageError(path, _bomb_message(e)) from e
     except UnidentifiedImageError as e:
         raise ImageError(path, "not a recognised image file (JPEG, PNG, WebP, BMP or TIFF)") from e
     except PermissionError as e:
@@ -88,6 +89,15 @@ def load_rgb(path: Path) -> Image.Image:
         # Pillow reports truncated or corrupt data as OSError, and some
         # malformed headers as SyntaxError or ValueError.
         raise ImageError(path, f"image data is corrupt or truncated ({e})") from e
+
+
+def _bomb_message(error: Exception) -> str:
+    """Turn Pillow's decompression-bomb text into the declared size, the limit and the fix."""
+    # Pillow 9 to 11 word it "Image size (N pixels) exceeds limit of M pixels, ...".
+    declared = re.search(r"\((\d+) pixels\)", str(error))
+    size = f"{declared.group(1)} pixels" if declared else "more pixels than Pillow allows"
+    return (f"the image declares {size}, more than the limit of {MAX_PIXELS} pixels, so it "
+            "was not decoded; resize it before screening")
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

@@ -51,7 +51,7 @@ BAD_FILES = {
     "truncated.jpg": "corrupt or truncated",
     "empty.jpg": "file is empty",
     "text.jpg": "not a recognised image",
-    "bomb.png": "decompression bomb",
+    "bomb.png": "the image declares 10000000000 pixels, more than the limit of 48000000",
     "oversized.png": "beyond the limit",
     "strip.png": "smaller than 8 on a side",
 }

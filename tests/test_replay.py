@@ -95,7 +95,7 @@ def test_console_script_prints_table(tmp_path: Path, images: Path, bundle_dir: P
         assert 0.0 <= float(cells[2]) <= 1.0
         assert cells[3] == f"{THRESHOLD:.3f}"
         assert cells[-1] == "ok"
-    assert "3 images: 3 screened, 0 failed" in lines
+    assert "Images: 3 (screened: 3, failed: 0)" in lines
     assert "Model: cadr-test@0.0.1" in lines
     assert "Threshold 0.370 (chosen for 90% sensitivity)" in lines
     assert "Demonstration model – not for clinical use" in lines
@@ -310,12 +310,12 @@ def test_records_list_and_export(tmp_path: Path, images: Path, bundle_dir: Path,
 
     assert cli.main(["records", "list", "--records", str(out / "records")]) == 0
     listing = capsys.readouterr().out
-    assert "3 records in" in listing
+    assert f"Records in {out / 'records'}: 3" in listing
     assert entries[0]["capture_id"] in listing
 
     dest = tmp_path / "usb"
     assert cli.main(["records", "export", str(dest), "--out", str(out)]) == 0
-    assert "3 records exported" in capsys.readouterr().out
+    assert f"Records exported to {dest}: 3" in capsys.readouterr().out
     assert len((dest / "index.jsonl").read_text().splitlines()) == 3
 
 
@@ -532,3 +532,48 @@ def test_help_and_docs_list_every_exit_code(capsys: pytest.CaptureFixture[str]) 
     for code in sorted(codes):
         assert f" {code} " in help_text, f"--help does not list exit code {code}"
         assert f"| {code} |" in docs, f"docs/records.md does not list exit code {code}"
+
+
+def test_bundle_path_to_a_file_is_named(tmp_path: Path, images: Path, bundle_dir: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    code = _replay(images, tmp_path / "out", bundle_dir / "manifest.yaml")
+
+    assert code == 3
+    assert "manifest.yaml: is a file, not a bundle directory" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("threads", ["0", "17"])
+def test_threads_outside_range_rejected(tmp_path: Path, images: Path, bundle_dir: Path,
+                                        threads: str,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as raised:
+        _replay(images, tmp_path / "out", bundle_dir, "--threads", threads)
+
+    assert raised.value.code == 2
+    assert f"got {threads}" in capsys.readouterr().err
+
+
+def test_single_image_footer_has_no_plural(tmp_path: Path, images: Path, bundle_dir: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    assert _replay(images / "a.jpg", tmp_path / "out", bundle_dir, "--locale", "en") == 0
+
+    printed = capsys.readouterr().out
+    assert "Images: 1 (screened: 1, failed: 0)" in printed
+    assert "1 images" not in printed
+
+
+def test_subcommand_help_lists_what_applies(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        cli.main(["run", "--help"])
+    run_help = " ".join(capsys.readouterr().out.split())
+    with pytest.raises(SystemExit):
+        cli.main(["capture", "--help"])
+    capture_help = " ".join(capsys.readouterr().out.split())
+
+    assert "needs the camera module" not in run_help
+    assert "--replay" in run_help
+    assert "--bundle" in run_help
+    for option in ("--bundle", "--keys", "--locale", "--records"):
+        assert option not in capture_help, option
+    assert "--runtime-dir" in capture_help
+    assert "--config" in capture_help
