@@ -13,7 +13,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from update_support import REPO, UpdateWorkspace, make_workspace, run_cli, snapshot
+from update_support import (
+    REPO,
+    UpdateWorkspace,
+    make_workspace,
+    read_members,
+    run_cli,
+    snapshot,
+    write_members,
+)
 
 from cadr_device.update.errors import PackageError
 from cadr_device.update.install import REJECTED_ARCHIVE_DIR
@@ -53,6 +61,19 @@ ENTRY_KINDS: dict[str, tuple[Callable[[Path], None], Callable[[int], bool]]] = {
     "symlink to directory": (make_link_to_directory, stat.S_ISLNK),
     "directory": (make_directory, stat.S_ISDIR),
 }
+
+
+def tampered_package(workspace: UpdateWorkspace, path: Path) -> Path:
+    """Write a signed 1.1.0 package with one flipped byte in its model to ``path``."""
+    members = read_members(workspace.package("1.1.0"))
+    index = next(i for i, (info, _) in enumerate(members) if info.name.endswith(".tflite"))
+    info, data = members[index]
+    members[index] = (info, data[:-1] + bytes([data[-1] ^ 0xFF]))
+    return write_members(path, members)
+
+
+def warning_lines(stderr: str, name: str) -> list[str]:
+    return [line for line in stderr.splitlines() if " WARNING " in line and name in line]
 
 
 def scan_inbox(workspace: UpdateWorkspace, inbox: Path, archive: Path) -> \
@@ -149,3 +170,41 @@ def test_docs_say_how_to_restart_inbox() -> None:
 
     assert "systemctl reset-failed cadr-update.path cadr-update.service" in docs
     assert "systemctl start cadr-update.path" in docs
+
+
+def test_scan_warns_once_per_rejection(workspace: UpdateWorkspace, tmp_path: Path) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    os.mkfifo(inbox / "fifo.cadrpkg")
+    tampered_package(workspace, inbox / "tampered.cadrpkg")
+    (inbox / "garbage.cadrpkg").write_bytes(b"not a tar file" * 100)
+
+    code, stderr = scan_inbox(workspace, inbox, tmp_path / "processed")
+
+    assert code == PackageError.exit_code, stderr
+    fifo = warning_lines(stderr, "fifo.cadrpkg")
+    assert len(fifo) == 1, stderr
+    assert "name and version unreadable" in fifo[0]
+    assert "is a FIFO, not a regular file" in fifo[0]
+    tampered = warning_lines(stderr, "tampered.cadrpkg")
+    assert len(tampered) == 1, stderr
+    assert "claims tiny-test 1.1.0" in tampered[0]
+    assert "the package was altered or damaged" in tampered[0]
+    garbage = warning_lines(stderr, "garbage.cadrpkg")
+    assert len(garbage) == 1, stderr
+    assert "not an uncompressed tar file" in garbage[0]
+    assert " ERROR " not in stderr
+
+
+def test_install_warns_once_for_rejection(workspace: UpdateWorkspace) -> None:
+    package = tampered_package(workspace, workspace.work / "tampered.cadrpkg")
+
+    result = run_cli("--root", workspace.root, "--keys", workspace.keys, "--no-restart",
+                     "install", package)
+
+    assert result.returncode == PackageError.exit_code, result.stderr
+    lines = warning_lines(result.stderr, "tampered.cadrpkg")
+    assert len(lines) == 1, result.stderr
+    assert "claims tiny-test 1.1.0" in lines[0]
+    assert "the package was altered or damaged" in lines[0]
+    assert f"Nothing was installed from {package}" in result.stderr

@@ -147,11 +147,13 @@ def main(argv: list[str] | None = None) -> int:
             updater.recover(restart=args.restart)
         else:
             sys.stdout.write(json.dumps(updater.status(), indent=2) + "\n")
+    except PackageError as e:
+        # The installer already logged the rejection and its reason as a WARNING.
+        logger.error("Nothing was installed from %s; get a fresh copy of the package from "
+                     "its maker, or rebuild it with cadr-package pack", e.path)
+        return e.exit_code
     except UpdateError as e:
         logger.error("%s", e)
-        if isinstance(e, PackageError):
-            logger.error("Nothing was installed; get a fresh copy of the package from its "
-                         "maker, or rebuild it with cadr-package pack")
         return e.exit_code
     return EXIT_OK
 

@@ -31,6 +31,7 @@ class PackageError(UpdateError):
 
     def __init__(self, path: Path | str, message: str) -> None:
         self.path = Path(path)
+        self.detail = message
         super().__init__(f"{self.path}: {message}")
 
 

@@ -188,6 +188,8 @@ class Updater:
             outcome = "skipped" if isinstance(e, NotNewerError) else "failed"
             self.audit.append({**record, "outcome": outcome, "reason": e.reason,
                                "detail": str(e)})
+            if isinstance(e, PackageError):
+                _log_rejection(package_path, record, e)
             raise
         except OSError as e:
             error = StoreError(f"{e.filename or self.store.root}: install failed "
@@ -418,7 +420,8 @@ class Updater:
                 except NotNewerError:
                     summary.skipped.append(path.name)
                 except UpdateError as e:
-                    logger.error("Package %s failed: %s", path, e)
+                    if not isinstance(e, PackageError):
+                        logger.error("Package %s failed: %s", path, e)
                     summary.failed.append((path.name, e))
                     destination = None if archive is None else archive / REJECTED_ARCHIVE_DIR
                 if destination is not None:
@@ -436,8 +439,11 @@ class Updater:
             try:
                 identity = read_package_identity(path, self.config.limits)
             except PackageError as e:
-                self.audit.append({"action": "install", "package": path.name,
-                                   "outcome": "failed", "reason": e.reason, "detail": str(e)})
+                record = {"action": "install", "package": path.name,
+                          **read_claims(path, self.config.limits)}
+                self.audit.append({**record, "outcome": "failed", "reason": e.reason,
+                                   "detail": str(e)})
+                _log_rejection(path, record, e)
                 summary.failed.append((path.name, e))
                 unreadable.append(path)
                 continue
@@ -648,6 +654,18 @@ class Updater:
                                                        "target": entry.target},
             "last_attempt": records[-1] if records else None,
         }
+
+
+def _log_rejection(path: Path, record: dict[str, Any], error: PackageError) -> None:
+    """Log one WARNING line: the package file, the name and version it claims, the reason.
+
+    ``record`` is the audit record: verified ``bundle`` and ``version``, else the unverified
+    ``claimed_bundle`` and ``claimed_version`` where the package was readable.
+    """
+    name = record.get("bundle") or record.get("claimed_bundle")
+    version = record.get("version") or record.get("claimed_version")
+    claim = f"claims {name} {version}" if name and version else "name and version unreadable"
+    logger.warning("Rejected package %s (%s): %s", path, claim, error.detail)
 
 
 def _match_owner(network: Path, cache_dir: Path) -> None:
