@@ -11,11 +11,8 @@ line that the wheelhouse builder writes into ``requirements.txt``.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import re
-import tarfile
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,8 +20,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
 from cadr_convert.key_policy import demo_key_ids
-from cadr_convert.package import _add_bytes, _add_stream
-from cadr_convert.signing import SigningError, sign_bytes
+from cadr_convert.package import write_signed_package
+from cadr_convert.signing import SigningError
 from cadr_convert.wheelhouse import APP_DISTRIBUTION, REQUIREMENTS_NAME
 from cadr_device.bundle import sha256_file
 from cadr_device.manifest import SCHEMA_VERSION
@@ -33,8 +30,6 @@ from cadr_device.update.package import (
     APP_NAME,
     FORMAT_VERSION,
     KIND_APP,
-    PACKAGE_MANIFEST_NAME,
-    PACKAGE_SIGNATURE_NAME,
     PACKAGE_SUFFIX,
     WHEELS_PREFIX,
 )
@@ -89,24 +84,9 @@ def pack_app(wheelhouse: Path, private_key: Ed25519PrivateKey, out_dir: Path, *,
         "files": [{"path": WHEELS_PREFIX + path.name, "size": path.stat().st_size,
                    "sha256": sha256_file(path)} for path in files],
     }
-    manifest_bytes = (json.dumps(document, indent=2) + "\n").encode("utf-8")
-    signature_bytes = sign_bytes(private_key, manifest_bytes).encode("utf-8")
-
-    out_dir.mkdir(parents=True, exist_ok=True)
     package = out_dir / f"{APP_NAME}-app-{version}{PACKAGE_SUFFIX}"
-    temporary = package.with_name(f".{package.name}.tmp-{os.getpid()}")
-    mtime = int(datetime.now(UTC).timestamp())
-    try:
-        with tarfile.open(temporary, "w", format=tarfile.PAX_FORMAT) as archive:
-            _add_bytes(archive, PACKAGE_MANIFEST_NAME, manifest_bytes, mtime)
-            _add_bytes(archive, PACKAGE_SIGNATURE_NAME, signature_bytes, mtime)
-            for path in files:
-                with path.open("rb") as source:
-                    _add_stream(archive, WHEELS_PREFIX + path.name, source,
-                                path.stat().st_size, mtime)
-        os.replace(temporary, package)
-    finally:
-        temporary.unlink(missing_ok=True)
+    members = [(WHEELS_PREFIX + path.name, path) for path in files]
+    write_signed_package(package, document, members, private_key)
     logger.info("Packed app %s for %s, Python %s (%d files, key %s)", version, platform_tag,
                 python, len(files), kid)
     return package

@@ -75,26 +75,44 @@ def pack_bundle(bundle_dir: Path, private_key: Ed25519PrivateKey, out_dir: Path,
         "files": [{"path": BUNDLE_PREFIX + name, "size": path.stat().st_size,
                    "sha256": sha256_file(path)} for name, path in files],
     }
+    package = out_dir / f"{manifest.name}-{manifest.version}{PACKAGE_SUFFIX}"
+    members = [(BUNDLE_PREFIX + name, path) for name, path in files]
+    write_signed_package(package, document, members, private_key)
+    logger.info("Packed %s (%d files, key %s)", package, len(files),
+                key_id(private_key.public_key()))
+    return package
+
+
+def write_signed_package(package: Path, document: dict[str, Any],
+                         members: list[tuple[str, Path]],
+                         private_key: Ed25519PrivateKey) -> None:
+    """Sign a package manifest and write it, its signature and the members as one tar.
+
+    The tar is written beside ``package`` under a temporary name and renamed at the end,
+    so an interrupted run never leaves a package that looks complete.
+
+    Args:
+        package: The ``.cadrpkg`` path to create; its folder is created if missing.
+        document: The package manifest, already listing every member with size and sha256.
+        members: (name in the tar, file to copy) for each member, in order.
+        private_key: The signing key.
+    """
     manifest_bytes = (json.dumps(document, indent=2) + "\n").encode("utf-8")
     signature_bytes = sign_bytes(private_key, manifest_bytes).encode("utf-8")
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    package = out_dir / f"{manifest.name}-{manifest.version}{PACKAGE_SUFFIX}"
+    package.parent.mkdir(parents=True, exist_ok=True)
     temporary = package.with_name(f".{package.name}.tmp-{os.getpid()}")
     mtime = int(datetime.now(UTC).timestamp())
     try:
         with tarfile.open(temporary, "w", format=tarfile.PAX_FORMAT) as archive:
             _add_bytes(archive, PACKAGE_MANIFEST_NAME, manifest_bytes, mtime)
             _add_bytes(archive, PACKAGE_SIGNATURE_NAME, signature_bytes, mtime)
-            for name, path in files:
+            for name, path in members:
                 with path.open("rb") as source:
-                    _add_stream(archive, BUNDLE_PREFIX + name, source, path.stat().st_size, mtime)
+                    _add_stream(archive, name, source, path.stat().st_size, mtime)
         os.replace(temporary, package)
     finally:
         temporary.unlink(missing_ok=True)
-    logger.info("Packed %s (%d files, key %s)", package, len(files),
-                key_id(private_key.public_key()))
-    return package
 
 
 def resign_bundle(bundle_dir: Path, private_key: Ed25519PrivateKey,

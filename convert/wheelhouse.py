@@ -20,7 +20,6 @@ and the app's venv imports them through ``--system-site-packages``.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import logging
 import os
 import re
@@ -36,6 +35,8 @@ from pathlib import Path
 from packaging.markers import default_environment
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import parse_wheel_filename
+
+from cadr_device.bundle import sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +58,6 @@ SHA256SUMS_NAME = "SHA256SUMS"
 #: Distribution name of the app in pyproject.toml.
 APP_DISTRIBUTION = "cadr"
 
-_HASH_CHUNK_BYTES = 1024 * 1024
 
 
 class WheelhouseError(Exception):
@@ -196,15 +196,6 @@ def run_pip(argv: list[str], step: str) -> None:
     if result.returncode != 0:
         raise WheelhouseError(f"{step} failed with exit code {result.returncode}:\n"
                               f"{result.stderr.strip()[-4000:]}")
-
-
-def sha256_file(path: Path) -> str:
-    """Return the hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(_HASH_CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def describe_wheel(path: Path, target: Target) -> Wheel:
