@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import gzip
+import logging
 import os
 import resource
 import subprocess
@@ -164,7 +165,30 @@ def test_rollback_switches_back_and_forth(workspace: UpdateWorkspace) -> None:
     assert snapshot(workspace.root)["links"] == {"current": "tiny-test-1.0.0",
                                                  "previous": "tiny-test-1.1.0"}
     assert updater.rollback() == "tiny-test-1.1.0"
-    assert audit_records(workspace.root)[-1]["outcome"] == "rolled_back"
+    assert audit_records(workspace.root)[-1]["outcome"] == "rolled_forward"
+
+
+def test_rollback_names_its_direction(workspace: UpdateWorkspace,
+                                      caplog: pytest.LogCaptureFixture) -> None:
+    updater = workspace.updater()
+    updater.install(workspace.package("1.1.0"))
+    caplog.set_level(logging.INFO, logger="cadr_device.update.install")
+
+    updater.rollback()
+    updater.rollback()
+
+    back, forward = audit_records(workspace.root)[-2:]
+    assert back["outcome"] == "rolled_back"
+    assert back["from"] == "tiny-test-1.1.0"
+    assert back["bundle"] == "tiny-test-1.0.0"
+    assert back["detail"] == "switched from tiny-test-1.1.0 to tiny-test-1.0.0"
+    assert forward["outcome"] == "rolled_forward"
+    assert forward["from"] == "tiny-test-1.0.0"
+    assert forward["bundle"] == "tiny-test-1.1.0"
+    assert forward["detail"] == "switched from tiny-test-1.0.0 to tiny-test-1.1.0"
+    messages = [r.getMessage() for r in caplog.records if "switched from" in r.getMessage()]
+    assert messages == ["Rolled back: switched from tiny-test-1.1.0 to tiny-test-1.0.0",
+                        "Rolled forward: switched from tiny-test-1.0.0 to tiny-test-1.1.0"]
 
 
 def test_rollback_without_previous(workspace: UpdateWorkspace) -> None:

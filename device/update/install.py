@@ -478,24 +478,31 @@ class Updater:
     # Rollback ------------------------------------------------------------------------------
 
     def rollback(self, app: bool = False) -> str:
-        """Switch back to the ``previous`` bundle, or app with ``app``; return its name.
+        """Swap ``current`` and ``previous`` bundles, or apps with ``app``; return the new current.
+
+        A second rollback swaps them again, so it can move to a newer version: the audit
+        record's ``outcome`` is ``rolled_forward`` then, else ``rolled_back``.
 
         Raises:
             NoRollbackTargetError: If there is no verified previous bundle.
-            ServiceNotReadyError: If the service is not ready with it (switched forward again).
+            ServiceNotReadyError: If the service is not ready with it (the bundle it left is
+                restored).
 
         """
         with self._session():
+            store = self.apps.store if app else self.store
+            origin = store.current()
             record: dict[str, Any] = {"action": "rollback", "started": utc_now(),
-                                      "area": AREA_APP if app else self.store.area}
+                                      "area": store.area}
             try:
-                target = self._rollback_locked(self.apps.store if app else self.store)
+                target = self._rollback_locked(store)
             except UpdateError as e:
                 self.audit.append({**record, "outcome": "failed", "reason": e.reason,
                                    "detail": str(e)})
                 raise
-            self.audit.append({**record, "outcome": "rolled_back", "reason": "ok",
-                               "bundle": target})
+            self.audit.append({**record, "outcome": _rollback_outcome(origin, target),
+                               "reason": "ok", "from": origin, "bundle": target,
+                               "detail": f"switched from {origin} to {target}"})
             return target
 
     def _rollback_locked(self, store: Store) -> str:
@@ -519,9 +526,10 @@ class Updater:
             self._restart_best_effort()
             self.journal.clear()
             raise ServiceNotReadyError(f"device service did not become ready with {target} "
-                                       f"({reason}); switched forward to {current}")
+                                       f"({reason}); restored {current}")
         self.journal.clear()
-        logger.info("Rolled back from %s to %s", current, target)
+        direction = _rollback_outcome(current, target).replace("_", " ").capitalize()
+        logger.info("%s: switched from %s to %s", direction, current, target)
         return target
 
     # Recovery ------------------------------------------------------------------------------
@@ -654,6 +662,19 @@ class Updater:
                                                        "target": entry.target},
             "last_attempt": records[-1] if records else None,
         }
+
+
+def _rollback_outcome(origin: str | None, target: str) -> str:
+    """Return ``rolled_forward`` when ``target`` has a newer version than ``origin``.
+
+    Returns ``rolled_back`` otherwise, also when either version cannot be read.
+    """
+    origin_version = None if origin is None else bundle_version(origin)
+    target_version = bundle_version(target)
+    if origin_version is not None and target_version is not None and \
+            target_version > origin_version:
+        return "rolled_forward"
+    return "rolled_back"
 
 
 def _log_rejection(path: Path, record: dict[str, Any], error: PackageError) -> None:
