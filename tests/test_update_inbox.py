@@ -208,3 +208,10 @@ def test_install_warns_once_for_rejection(workspace: UpdateWorkspace) -> None:
     assert "claims tiny-test 1.1.0" in lines[0]
     assert "the package was altered or damaged" in lines[0]
     assert f"Nothing was installed from {package}" in result.stderr
+
+
+def test_scan_help_names_rejected_folder() -> None:
+    result = run_cli("scan", "--help")
+
+    assert result.returncode == 0, result.stderr
+    assert f"ARCHIVE/{REJECTED_ARCHIVE_DIR}" in result.stdout

@@ -86,7 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
                                "version first")
     scan.add_argument("directory", type=Path, help="directory to scan (inbox or USB stick)")
     scan.add_argument("--archive", type=Path, default=None,
-                      help="move each processed package here (use for a watched inbox)")
+                      help="move each installed or skipped package here and each failed "
+                      "entry to ARCHIVE/rejected, so a watched inbox empties")
     device = commands.add_parser("scan-device", help="mount a USB storage device read-only, "
                                  "scan it and unmount it (used by cadr-update-usb@.service)")
     device.add_argument("device", type=Path, help="block device, for example /dev/sda1")
