@@ -18,6 +18,7 @@ from PIL import Image, ImageDraw
 
 from cadr_device.classifier import Prediction
 from cadr_device.fonts import Font, load_font
+from cadr_device.i18n import noop as _noop
 from cadr_device.manifest import Manifest
 
 Gettext = Callable[[str], str]
@@ -43,11 +44,6 @@ SEVERE_COLOUR = (178, 0, 0)
 NON_SEVERE_COLOUR = (0, 102, 51)
 BANNER_COLOUR = (204, 51, 0)
 BANNER_TEXT_COLOUR = (255, 255, 255)
-
-
-def _noop(message: str) -> str:
-    """Mark a message for extraction without translating it at import time."""
-    return message
 
 
 # Message ids shared with the overlay and the CLI; translated where they are shown.

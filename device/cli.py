@@ -50,6 +50,7 @@ from cadr_device.bundle_location import BUNDLE_ENV, SYSTEM_BUNDLE, locate_bundle
 from cadr_device.classifier import Classifier
 from cadr_device.durable import append_line, atomic_write, make_private_dir, repair_torn_tail
 from cadr_device.errors import CadrError, ImageError, RecordError
+from cadr_device.i18n import noop as _noop
 from cadr_device.i18n import translator
 from cadr_device.images import ImageScan, load_rgb, scan_image_files
 from cadr_device.names import display_name
@@ -80,10 +81,6 @@ ANNOTATED_SUBDIR = "annotated"
 RESULTS_NAME = "results.jsonl"
 
 SUBCOMMANDS = ("run", "capture", "records")
-
-
-def _noop(message: str) -> str:
-    return message
 
 
 # Table and footer text, translated when printed.

@@ -27,6 +27,14 @@ DEFAULT_LANGUAGE = "en"
 LOCALE_VARIABLES = ("CADR_LOCALE", "LC_ALL", "LC_MESSAGES", "LANG")
 
 
+def noop(message: str) -> str:
+    """Mark a message for catalog extraction without translating it at import time.
+
+    Modules import it as ``_noop``, the name the catalog check looks for.
+    """
+    return message
+
+
 def resolve_language(locale: str | None = None) -> str:
     """Return ``"ja"`` or ``"en"`` for a locale name, else for the environment.
 

@@ -21,16 +21,11 @@ from PIL import Image, ImageDraw
 from cadr_device.annotate import banner_lines, result_lines, wrap_text
 from cadr_device.classifier import Prediction
 from cadr_device.fonts import Font, load_font
+from cadr_device.i18n import noop as _noop
 from cadr_device.live import LiveReading
 from cadr_device.manifest import Manifest
 from cadr_device.preprocess import CropBox, PreprocessRule
 from cadr_device.status import SEE_LOG, Problem
-
-
-def _noop(message: str) -> str:
-    """Mark a message for extraction without translating it at import time."""
-    return message
-
 
 STATUS_LINE = _noop("Model {model_id} | {backend} | {inference_ms} ms | {fps} fps")
 NO_MODEL_STATUS = _noop("No model | {fps} fps")

@@ -13,12 +13,9 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from cadr_device.i18n import noop as _noop
+
 logger = logging.getLogger(__name__)
-
-
-def _noop(message: str) -> str:
-    """Mark a message for extraction without translating it at import time."""
-    return message
 
 
 class Condition(Enum):

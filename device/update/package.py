@@ -87,7 +87,7 @@ class PackageFile:
 
 @dataclass(frozen=True)
 class AppRequirements:
-    """What an app package declares about the device it runs on and the bundles it reads.
+    """The requirements an app package declares: the device it runs on and the bundles it reads.
 
     Attributes:
         platform: The wheels' manylinux platform tag, for example
@@ -271,12 +271,7 @@ def parse_package_manifest(data: bytes, path: Path, limits: PackageLimits) -> Pa
         raise PackageError(path, "package.json must be a JSON object")
     if "kind" in document and document["kind"] != KIND_BUNDLE:
         return _parse_app_manifest(document, path, limits)
-    unknown = sorted(set(document) - _MANIFEST_KEYS - {"kind"})
-    if unknown:
-        raise PackageError(path, f"package.json has unknown keys {unknown}")
-    if document.get("format_version") != FORMAT_VERSION:
-        raise PackageError(path, f"package format_version must be {FORMAT_VERSION}, got "
-                           f"{document.get('format_version')!r}; use a matching cadr-update")
+    _check_top_level(document, path, _MANIFEST_KEYS | {"kind"})
 
     bundle = document.get("bundle")
     if not isinstance(bundle, dict) or set(bundle) != _BUNDLE_KEYS:
@@ -304,18 +299,23 @@ def parse_package_manifest(data: bytes, path: Path, limits: PackageLimits) -> Pa
     )
 
 
+def _check_top_level(document: dict[str, Any], path: Path, allowed: frozenset[str]) -> None:
+    """Reject unknown top-level keys and a format version this reader does not know."""
+    unknown = sorted(set(document) - allowed)
+    if unknown:
+        raise PackageError(path, f"package.json has unknown keys {unknown}")
+    if document.get("format_version") != FORMAT_VERSION:
+        raise PackageError(path, f"package format_version must be {FORMAT_VERSION}, got "
+                           f"{document.get('format_version')!r}; use a matching cadr-update")
+
+
 def _parse_app_manifest(document: dict[str, Any], path: Path,
                         limits: PackageLimits) -> PackageManifest:
     """Validate the ``package.json`` of an app package (``"kind": "app"``)."""
     if document["kind"] != KIND_APP:
         raise PackageError(path, f"package kind must be {KIND_BUNDLE!r} or {KIND_APP!r}, got "
                            f"{document['kind']!r}; use a matching cadr-update")
-    unknown = sorted(set(document) - _APP_MANIFEST_KEYS)
-    if unknown:
-        raise PackageError(path, f"package.json has unknown keys {unknown}")
-    if document.get("format_version") != FORMAT_VERSION:
-        raise PackageError(path, f"package format_version must be {FORMAT_VERSION}, got "
-                           f"{document.get('format_version')!r}; use a matching cadr-update")
+    _check_top_level(document, path, _APP_MANIFEST_KEYS)
 
     app = document.get("app")
     if not isinstance(app, dict) or set(app) != _APP_KEYS:
