@@ -61,7 +61,7 @@ def sample_calibration_files(folder: Path, count: int, seed: int) -> list[tuple[
     (seed)`` from their sorted order, so the same folder and seed give the same sample.
 
     Raises:
-        InputError: If the folder is missing or holds no image files.
+        InputError: If the folder is missing or contains no image files.
     """
     strata = _strata(folder)
     rng = np.random.default_rng(seed)

@@ -121,7 +121,7 @@ def read_manifest_text(manifest_path: Path) -> str:
 
 
 def check_files(path: Path, manifest: Manifest) -> None:
-    """Check that the bundle holds exactly the listed files with their listed hashes."""
+    """Check that the bundle contains exactly the listed files with their listed hashes."""
     listed = set(manifest.files)
     required = {manifest.model.file, *(case.file for case in manifest.selftest.cases)}
     for name in sorted(required - listed):

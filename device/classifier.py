@@ -55,8 +55,8 @@ class Classifier:
         expected = (1, rule.height, rule.width, 3)
         shape = tuple(int(v) for v in self._input["shape"])
         if shape != expected:
-            raise BundleError(self.bundle.model_path, f"input shape is {shape}, the manifest says "
-                              f"{expected}; rebuild the bundle")
+            raise BundleError(self.bundle.model_path, f"input shape is {shape}, but the "
+                              f"manifest expects {expected}; rebuild the bundle")
         if self._input["dtype"] != np.uint8:
             raise BundleError(self.bundle.model_path, f"input dtype is {self._input['dtype']}, "
                               "expected uint8 raw pixels; convert again with cadr-convert --int8")

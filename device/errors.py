@@ -1,7 +1,7 @@
 """Error hierarchy of the device side.
 
 Data problems (a bad image, a tampered bundle, a full disk) raise a subclass of
-``CadrError`` with a message that names the file and says what to do next. Misuse by a
+``CadrError`` with a message that names the file and the next step. Misuse by a
 caller raises ``ValueError``, ``TypeError`` or ``RuntimeError``.
 """
 

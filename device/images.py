@@ -31,7 +31,7 @@ MAX_FILE_BYTES = 64 * 1024 * 1024
 #: raised to this and turned into an error, never a warning.
 MAX_PIXELS = 48_000_000
 
-#: Longest side accepted, in pixels; also catches 1 x 40,000,000 strips.
+#: Maximum length of the longer side, in pixels. It also rejects 1 x 40,000,000 strips.
 MAX_SIDE = 20_000
 
 #: Shortest side accepted, in pixels.

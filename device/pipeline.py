@@ -52,7 +52,7 @@ STATUS_FAILED = "failed"
 
 @dataclass(frozen=True)
 class CaptureResult:
-    """What one capture produced.
+    """The outcome of one capture.
 
     Attributes:
         capture_id: Time-sortable id shared by the record, logs and file names.

@@ -56,7 +56,7 @@ class CropBox:
 
 @dataclass(frozen=True)
 class PreprocessRule:
-    """How a frame becomes the model input: a centred square crop, then a resize.
+    """The rule that turns a frame into the model input: a centred square crop, then a resize.
 
     Attributes:
         width: Model input width in pixels.
@@ -84,7 +84,7 @@ class PreprocessRule:
             raise ValueError(f"resample must be one of {sorted(RESAMPLING)}, got {self.resample!r}")
 
     def crop_box(self, frame_width: int, frame_height: int) -> CropBox:
-        """Return the square the model sees inside a frame of the given size."""
+        """Return the square crop the model receives from a frame of the given size."""
         side = max(1, round(min(frame_width, frame_height) * self.crop_fraction))
         left = (frame_width - side) // 2
         top = (frame_height - side) // 2

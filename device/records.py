@@ -177,7 +177,7 @@ class RecordStore:
     def list(self) -> list[dict[str, Any]]:
         """Return the index entries in capture order, read from the index only.
 
-        Each entry holds :data:`INDEX_FIELDS` and ``path`` (``record.json`` relative to the
+        Each entry contains :data:`INDEX_FIELDS` and ``path`` (``record.json`` relative to the
         root). A torn last line is skipped; another unreadable line is skipped with a
         warning naming its line number.
         """

@@ -74,7 +74,7 @@ class Keyring:
         """Read every ``*.pub`` file of ``directory``.
 
         Raises:
-            SignatureError: If the directory is missing, holds no key, or a key file is not an
+            SignatureError: If the directory is missing, contains no key, or a key file is not an
                 Ed25519 public key in PEM form.
         """
         if not directory.is_dir():
